@@ -1,0 +1,28 @@
+"""`ldmkit cache-latents CONFIG [--set ...]`: encode an LDM config's dataset once with its first stage."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ldmkit.cli.common import add_config_arguments, resolve_run_config
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p, example="configs/ldm/emoji64-kl-f4.yaml")
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ldmkit.data.latents import LatentCacheDataset
+    from ldmkit.device import pick_device
+    from ldmkit.training.latent_cache import build_latent_cache
+    from ldmkit.training.ldm import LDMRunConfig, load_first_stage
+
+    cfg, _ = resolve_run_config(LDMRunConfig, args)
+    start = time.perf_counter()
+    folder = build_latent_cache(load_first_stage(cfg.first_stage), cfg.data, pick_device(cfg.train.device),
+                                batch_size=args.batch_size)
+    cache = LatentCacheDataset(folder)
+    print(f"latent cache: {folder} ({len(cache)} latents, {time.perf_counter() - start:.1f} s)")
+    return 0

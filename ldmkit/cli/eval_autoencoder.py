@@ -1,0 +1,61 @@
+"""`ldmkit eval-autoencoder CHECKPOINT`: PSNR, SSIM and perceptual distance on validation images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="run folder, checkpoint folder or model.safetensors of an autoencoder")
+    p.add_argument("--data", help="image folder to evaluate on (default: the run's dataset, else OpenMoji)")
+    p.add_argument("--resolution", type=int, help="image size (default: the run's, else 64)")
+    p.add_argument("--split", default="val", choices=["val", "train", "all"])
+    p.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="folder for eval.json and the reconstruction grid (default: beside the checkpoint)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from ldmkit.autoencoder.checkpoint import load_autoencoder
+    from ldmkit.checkpoint import load_model_file, resolve_model_file, write_text_atomic
+    from ldmkit.config import from_dict
+    from ldmkit.data import DataConfig, build_dataset
+    from ldmkit.device import pick_device
+    from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid, spread
+    from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
+
+    model_file = resolve_model_file(args.checkpoint)
+    _, _, metadata = load_model_file(model_file, kind="autoencoder")
+    run_cfg = json.loads(metadata.get("ldmkit.run_config", "{}"))
+    data = from_dict(DataConfig, run_cfg.get("data", {}))
+    if args.data:
+        data = dataclasses.replace(data, dataset="folder", path=args.data)
+    if args.resolution:
+        data = dataclasses.replace(data, resolution=args.resolution)
+    device = pick_device(args.device)
+    model = load_autoencoder(model_file).to(device).eval()
+    dataset = build_dataset(data, args.split)
+    max_batches = None if args.max_images is None else -(-args.max_images // args.batch_size)
+    perceptual = build_perceptual(PerceptualConfig()).to(device)
+    metrics = evaluate_autoencoder(model, dataset, perceptual, args.batch_size, device, max_batches)
+    metrics = {"checkpoint": str(model_file), "dataset": data.dataset if data.dataset != "folder" else data.path,
+               "split": args.split, "resolution": data.resolution, **metrics}
+    out = Path(args.out) if args.out else model_file.parent / "eval-autoencoder"
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "eval.json", json.dumps(metrics, indent=2) + "\n")
+    fixed = torch.stack([dataset[i]["image"] for i in spread(len(dataset), 16)]).to(device)
+    reconstruction_grid(model, fixed).save(out / "reconstructions.png")
+    print("| metric | value |\n| --- | --- |")
+    for key in ("psnr", "ssim", "perceptual", "codebook_usage", "images"):
+        if key in metrics:
+            value = metrics[key]
+            print(f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    print(f"written: {out / 'eval.json'}, {out / 'reconstructions.png'}")
+    return 0

@@ -1,0 +1,43 @@
+"""Which images a run trains on: the dataset config and the one factory that builds datasets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from torch.utils.data import Dataset
+
+from ldmkit.data.transforms import Crop
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: Literal["openmoji", "folder"] = "openmoji"
+    path: str = ""  # root of an image folder (dataset: folder)
+    resolution: int = 64
+    crop: Crop = "center"  # folder datasets: center or random crop after resizing the short side
+    flip: bool = False  # random horizontal flips while training
+    val_fraction: float = 0.05  # folder datasets: share of files held out for validation
+    cache_dir: str | None = None  # rendered OpenMoji and other caches; default ~/.cache/ldmkit
+    num_workers: int = 0  # DataLoader worker processes
+
+    def __post_init__(self):
+        if self.dataset == "folder" and not self.path:
+            raise ValueError("data.path must name the image folder when data.dataset is 'folder'")
+        if self.resolution < 8:
+            raise ValueError(f"data.resolution must be at least 8 px, got {self.resolution}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+def build_dataset(cfg: DataConfig, split: str, augment: bool | None = None) -> Dataset:
+    """The dataset named by `cfg` for split 'train', 'val' or 'all' (augmentation on for 'train')."""
+    augment = (split == "train") if augment is None else augment
+    if cfg.dataset == "openmoji":
+        from ldmkit.data.openmoji import OpenMojiDataset
+
+        return OpenMojiDataset(cfg.resolution, split, flip=cfg.flip and augment, cache_dir=cfg.cache_dir)
+    from ldmkit.data.folder import ImageFolderDataset
+
+    return ImageFolderDataset(cfg.path, cfg.resolution, split, crop=cfg.crop if augment else "center",
+                              flip=cfg.flip and augment, val_fraction=cfg.val_fraction)

@@ -1,0 +1,80 @@
+"""Images <-> tensors: reading any file as RGB, the [-1, 1] tensor convention, and grids.
+
+Every image tensor in ldmkit is float, (3, H, W) or (B, 3, H, W), with values in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from ldmkit.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
+
+# A truncated file must fail loudly rather than decode as a half-grey image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open any image file as RGB: grayscale, palette and RGBA (over white) are converted."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return flatten_to_rgb(img)
+    except FileNotFoundError as err:
+        raise DataError(f"image {path} does not exist") from err
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot read image {path}: {err}; replace or delete the file") from err
+
+
+def flatten_to_rgb(img: Image.Image) -> Image.Image:
+    """RGB copy of any PIL image; transparency (RGBA, LA, palette with transparency) over white."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, BACKGROUND)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return img.convert("RGB")
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) float32 in [-1, 1]."""
+    array = np.asarray(img.convert("RGB"), dtype=np.float32)  # (H, W, 3) in [0, 255]
+    return torch.from_numpy(array).permute(2, 0, 1).div(127.5).sub(1.0)
+
+
+def uint8_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.array(array)).movedim(-1, -3).float().div(127.5).sub(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8, rounding to nearest."""
+    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(3, H, W) in [-1, 1] -> PIL RGB."""
+    return Image.fromarray(to_uint8(image))
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
+    """(N, 3, H, W) in [-1, 1] -> one PIL image with `nrow` images per row on a white background."""
+    n, _, h, w = images.shape
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = Image.new("RGB", (nrow * (w + padding) + padding, rows * (h + padding) + padding), BACKGROUND)
+    for i, tile in enumerate(to_uint8(images)):
+        r, c = divmod(i, nrow)
+        grid.paste(Image.fromarray(tile), (padding + c * (w + padding), padding + r * (h + padding)))
+    return grid

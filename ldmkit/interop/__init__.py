@@ -1,0 +1,1 @@
+"""Adapters between ldmkit's models and other codebases' formats (diffusers, CompVis)."""

@@ -1,0 +1,102 @@
+"""The Latent Diffusion Model: a frozen first stage, a UNet and a conditioner over one schedule.
+
+    x --E--> z0 * scale_factor --q(z_t|z_0)--> z_t --UNet(z_t, t, tau(y))--> prediction
+    sample: noise --sampler(UNet)--> z0 --/ scale_factor--D--> x
+
+The first stage never trains here; the diffusion model sees `scale_factor * E(x)`, with the
+scale fixed in the config (e.g. 0.18215 for Stable Diffusion's VAE) or measured once as
+1 / std of the training latents, as the paper's code does for KL models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ldmkit.autoencoder.config import AutoencoderConfig
+from ldmkit.autoencoder.model import build_autoencoder
+from ldmkit.conditioning import Conditioning, ConditioningConfig, build_conditioner
+from ldmkit.diffusion.loss import diffusion_loss
+from ldmkit.diffusion.schedule import DiffusionConfig, Schedule
+from ldmkit.errors import ConfigError, ShapeError
+from ldmkit.sampling.guidance import conditioned
+from ldmkit.unet.config import UNetConfig
+from ldmkit.unet.model import UNet
+
+
+@dataclass(frozen=True)
+class LDMConfig:
+    first_stage: AutoencoderConfig = field(default_factory=lambda: AutoencoderConfig(kind="identity"))
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    scale_factor: float = 1.0  # latents the UNet sees = scale_factor * E(x)
+    image_size: int = 64  # training resolution in pixels, the default sampling size
+
+    def __post_init__(self):
+        latent = self.first_stage.latent_channels
+        if self.unet.out_channels != latent:
+            raise ConfigError(f"unet.out_channels is {self.unet.out_channels} but the first stage has {latent} "
+                              f"latent channels; set unet.out_channels={latent}")
+        if self.unet.in_channels < latent:
+            raise ConfigError(f"unet.in_channels is {self.unet.in_channels}, fewer than the {latent} latent "
+                              f"channels; set unet.in_channels={latent} (plus any concatenated channels)")
+        multiple = self.first_stage.downsample_factor * self.unet.size_multiple
+        if self.image_size % multiple:
+            raise ConfigError(f"image_size {self.image_size} is not a multiple of {multiple} "
+                              f"(first-stage f x UNet size multiple)")
+        if self.scale_factor <= 0:
+            raise ConfigError(f"scale_factor must be positive, got {self.scale_factor}")
+
+
+class LatentDiffusion(nn.Module):
+    def __init__(self, config: LDMConfig):
+        super().__init__()
+        self.config = config
+        self.first_stage = build_autoencoder(config.first_stage).requires_grad_(False).eval()
+        self.unet = UNet(config.unet)
+        self.conditioner = build_conditioner(config.conditioning)
+        self.schedule = Schedule.from_config(config.diffusion)
+
+    def train(self, mode: bool = True) -> LatentDiffusion:
+        super().train(mode)
+        self.first_stage.eval()  # frozen: no dropout, ever
+        return self
+
+    @property
+    def factor(self) -> int:
+        return self.config.first_stage.downsample_factor
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(C, h, w) of the latent of an image of height x width, with a clear error if impossible."""
+        multiple = self.factor * self.config.unet.size_multiple
+        for name, size in (("height", height), ("width", width)):
+            if size % multiple or size <= 0:
+                low, high = size // multiple * multiple, (size // multiple + 1) * multiple
+                raise ShapeError(f"{name} {size} px is not a multiple of {multiple} (first-stage f = {self.factor} "
+                                 f"x UNet multiple {self.config.unet.size_multiple}); use {low or high} or {high}")
+        return (self.config.first_stage.latent_channels, height // self.factor, width // self.factor)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> scaled latents (B, C, H/f, W/f); KL: posterior sample or mode."""
+        return self.first_stage.latent(images, generator) * self.config.scale_factor
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latents (B, C, h, w) -> images (B, 3, h f, w f), not clamped."""
+        return self.first_stage.decode(z / self.config.scale_factor)
+
+    def condition(self, raw, batch_size: int, device: torch.device) -> Conditioning:
+        return self.conditioner(raw, batch_size, device)
+
+    def null_condition(self, batch_size: int, device: torch.device) -> Conditioning:
+        return self.conditioner.null(batch_size, device)
+
+    def loss(self, z0: torch.Tensor, cond: Conditioning, generators: list[torch.Generator]) -> torch.Tensor:
+        """L_LDM, the batch mean; t and noise of sample i come from generators[i] only."""
+        cfg = self.config.diffusion
+        return diffusion_loss(conditioned(self.unet, cond), z0, self.schedule, generators, cfg.prediction,
+                              cfg.min_snr_gamma)

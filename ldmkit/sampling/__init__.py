@@ -1,0 +1,99 @@
+"""Samplers: plain functions that turn start noise into a sample with a denoising model.
+
+Contract
+--------
+A sampler never holds state. Each takes the start noise, the schedule and explicit random sources,
+reports every step through `callback(dict)` and returns the sample, or (sample, {"x": [...], "x0": [...]})
+with `return_intermediates=True`.
+
+- The model is a discrete-time callable `model(x_t, t) -> prediction`: x_t (B, ...), t (B,) DDPM
+  timesteps in [0, T), the prediction eps, x0 or v (say which with `prediction=`). Conditioning and
+  guidance are bound beforehand by `guidance.conditioned` / `guidance.classifier_free_guidance`
+  around the UNet `unet(x_t, t, context=None, concat=None, y=None)`.
+- DDPM, DDIM and PLMS call the model with int64 t. Euler, Euler-a, Heun and DPM++(2M) run a
+  k-diffusion style denoiser `D(x, sigma) -> x0` (`denoiser.sigma_denoiser`), with
+  sigma = sqrt((1 - abar) / abar) and x = x_t * sqrt(sigma^2 + 1); the model then receives a
+  floating-point t (B,) found by log-sigma interpolation, fractional between training timesteps
+  (int64 with quantize_t=True), so the UNet's timestep embedding must accept float t.
+- Per-image seeds: `generators` is a list of one torch.Generator per sample; the start noise
+  (`ldmkit.diffusion.noise.randn_like_per_sample`) and every per-step noise of sample i come from generators[i] only,
+  so an image is the same whatever the batch it is in, given a batch-independent model.
+- x_T is unit-variance noise for every sampler. The sigma-space samplers read it as the
+  variance-preserving latent at their first level and start from x_T * sqrt(sigma_0^2 + 1)
+  (sigma_space.py); all samplers return a sample in data (latent) space.
+- Nothing is tied to a device or dtype: everything follows x_T's. Schedule tables stay float64 on
+  the CPU; per-step coefficients are cast to x_T's dtype and device.
+- Randomness: ddpm, euler_a and ddim with eta > 0 need `generators`; the others ignore them.
+
+Entry point
+-----------
+    x0 = sample("ddim", model, x_T, schedule, steps=50, generators=gens, eta=0.0)
+SAMPLERS maps names to functions with that signature:
+    ddpm     ancestral DDPM (ddpm.py)              ddim      DDIM, eta and spacing (ddim.py)
+    plms     CompVis' PLMS (plms.py)                euler     Euler (euler.py)
+    euler_a  Euler ancestral (euler.py)             heun      Heun (heun.py)
+    dpmpp_2m DPM-Solver++(2M) (dpm_solver.py)
+Discrete options: spacing ("uniform", "quadratic", "leading", "trailing", "linspace"), offset,
+final_alpha ("first" as CompVis, "one"; ddim, plms), eta (ddim), clip_x0 (ddpm).
+Sigma-space options: karras, rho, spacing, interpolation ("log", "linear"), quantize_t, plus
+eta/s_noise for euler_a. Defaults follow CompVis (DDIM "uniform"
+spacing, a_prev = abar[0] at the last step) and k-diffusion.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+
+from ldmkit.diffusion.schedule import Schedule
+from ldmkit.errors import ConfigError
+from ldmkit.sampling.ddim import sample_ddim
+from ldmkit.sampling.ddpm import sample_ddpm
+from ldmkit.sampling.denoiser import Model
+from ldmkit.sampling.dpm_solver import sample_dpmpp_2m
+from ldmkit.sampling.euler import sample_euler, sample_euler_ancestral
+from ldmkit.sampling.heun import sample_heun
+from ldmkit.sampling.plms import sample_plms
+from ldmkit.sampling.sigma_space import in_sigma_space
+
+SAMPLERS: dict[str, Callable] = {
+    "ddpm": sample_ddpm,
+    "ddim": sample_ddim,
+    "plms": sample_plms,
+    "euler": in_sigma_space(sample_euler, stochastic=False),
+    "euler_a": in_sigma_space(sample_euler_ancestral, stochastic=True),
+    "heun": in_sigma_space(sample_heun, stochastic=False),
+    "dpmpp_2m": in_sigma_space(sample_dpmpp_2m, stochastic=False),
+}
+
+def sample(
+    name: str,
+    model: Model,
+    x_T: torch.Tensor,
+    schedule: Schedule,
+    steps: int,
+    generators: list[torch.Generator] | None = None,
+    **options,
+):
+    """Run sampler `name` from start noise x_T (B, ...) ~ N(0, I); options go to the sampler."""
+    if name not in SAMPLERS:
+        raise ConfigError(f"sampler {name!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+    fn = SAMPLERS[name]
+    accepted = sampler_options(name)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(
+            f"sampler {name!r} has no option {', '.join(unknown)}; it takes {', '.join(sorted(accepted))}"
+        )
+    return fn(model, x_T, schedule, steps, generators, **options)
+
+
+def sampler_options(name: str) -> frozenset[str]:
+    """The keyword options sampler `name` accepts."""
+    fn = SAMPLERS[name]
+    if hasattr(fn, "options"):
+        return fn.options
+    params = inspect.signature(fn).parameters.values()
+    return frozenset(p.name for p in params if p.kind is p.KEYWORD_ONLY)

@@ -1,0 +1,129 @@
+"""Stage 1 training: an autoencoder with L1 + perceptual + PatchGAN loss (`ldmkit train-autoencoder`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ldmkit.autoencoder.checkpoint import KIND, autoencoder_state
+from ldmkit.autoencoder.config import AutoencoderConfig
+from ldmkit.autoencoder.loss import AutoencoderLoss, AutoencoderLossConfig
+from ldmkit.autoencoder.model import build_autoencoder
+from ldmkit.data import DataConfig, build_dataset, train_loader
+from ldmkit.device import autocast, pick_device
+from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid, spread
+from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
+from ldmkit.progress import progress
+from ldmkit.training.config import TrainConfig, learning_rate
+from ldmkit.training.guard import NonFiniteGuard
+from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
+
+
+@dataclass(frozen=True)
+class AutoencoderRunConfig:
+    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    loss: AutoencoderLossConfig = field(default_factory=AutoencoderLossConfig)
+    perceptual: PerceptualConfig = field(default_factory=PerceptualConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(betas=(0.5, 0.9)))
+    eval_batches: int = 8  # validation batches for the end-of-run PSNR / SSIM / perceptual figures
+
+
+def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train (or resume) into `run_dir`; returns the folder of the final checkpoint."""
+    tc = cfg.train
+    run_dir, state = prepare_run(run_dir, cfg, resume, comparable=("model", "loss", "perceptual", "data"))
+    device = pick_device(tc.device)
+    torch.manual_seed(tc.seed)
+    model = build_autoencoder(cfg.model).to(device)
+    perceptual = build_perceptual(cfg.perceptual) if cfg.loss.perceptual_weight > 0 else None
+    loss_fn = AutoencoderLoss(cfg.loss, perceptual, cfg.model.kind).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    opt_d = torch.optim.AdamW(loss_fn.discriminator.parameters(), lr=cfg.loss.disc_lr or tc.lr, betas=tc.betas)
+    noise = torch.Generator(device).manual_seed(tc.seed)  # posterior samples
+    log = RunLogger(run_dir)
+    guard = NonFiniteGuard(tc.max_nonfinite)
+    start = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        loss_fn.discriminator.load_state_dict(state["discriminator"])
+        opt.load_state_dict(state["opt"])
+        opt_d.load_state_dict(state["opt_d"])
+        noise.set_state(state["noise"])
+        restore_rng(state["rng"])
+        start = state["step"]
+        guard.total = state["nonfinite"]
+        log.skipped_images = state["skipped_images"]
+
+    train_set = build_dataset(cfg.data, "train")
+    val_set = build_dataset(cfg.data, "val")
+    batches = iter(train_loader(train_set, tc.batch_size, tc.seed, start=start * tc.batch_size,
+                                num_workers=cfg.data.num_workers))
+    fixed = torch.stack([val_set[i]["image"] for i in spread(len(val_set), 16)]).to(device)
+
+    def state_dict(step: int) -> dict:
+        return {"step": step, "model": model.state_dict(), "discriminator": loss_fn.discriminator.state_dict(),
+                "opt": opt.state_dict(), "opt_d": opt_d.state_dict(), "noise": noise.get_state(),
+                "rng": rng_state(), "nonfinite": guard.total, "skipped_images": log.skipped_images}
+
+    def save(step: int) -> Path:
+        tensors, model_cfg = autoencoder_state(model)
+        return save_run_checkpoint(run_dir, step, tensors, KIND, model_cfg, state_dict(step), cfg, tc.keep_last)
+
+    model.train()
+    loss_fn.train()
+    last = None
+    bar = progress(range(start, tc.steps), desc="train-autoencoder", total=tc.steps, initial=start)
+    tick = time.perf_counter()
+    for step in bar:
+        batch = next(batches)
+        log.count_skipped(batch["skipped"])
+        x = batch["image"].to(device, non_blocking=True)
+        lr = learning_rate(tc, step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for group in opt_d.param_groups:
+            group["lr"] = cfg.loss.disc_lr or lr
+        with autocast(device, tc.precision):
+            out = model(x, generator=noise)
+            loss, logs = loss_fn.generator_loss(x, out, step, model.last_layer())
+        if guard.check(loss.item(), step):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip:
+                logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            if loss_fn.adversarial_active(step):
+                with autocast(device, tc.precision):
+                    d_loss, d_logs = loss_fn.discriminator_loss(x, out.reconstruction, step)
+                opt_d.zero_grad(set_to_none=True)
+                d_loss.backward()
+                opt_d.step()
+                logs.update(d_logs)
+        logs["nonfinite_total"] = guard.total
+        done = step + 1
+        if done % tc.log_every == 0 or done == tc.steps:
+            now = time.perf_counter()
+            rate = tc.log_every * tc.batch_size / max(now - tick, 1e-9)
+            tick = now
+            log.scalars(done, logs, images_per_second=rate, lr=opt.param_groups[0]["lr"])
+            bar.set_postfix(loss=f"{float(logs['loss']):.4f}", l1=f"{float(logs['l1']):.4f}", img_s=f"{rate:.1f}",
+                            refresh=False)
+        if done % tc.image_every == 0 or done == tc.steps:
+            model.eval()
+            log.image(done, "reconstructions", reconstruction_grid(model, fixed))
+            model.train()
+        if done % tc.ckpt_every == 0 or done == tc.steps:
+            last = save(done)
+    bar.close()
+    if last is None:  # resumed a finished run: nothing to train
+        return save(tc.steps)
+    model.eval()
+    metrics = evaluate_autoencoder(model, val_set, perceptual, batch_size=tc.batch_size, device=device,
+                                   max_batches=cfg.eval_batches)
+    log.final(metrics)
+    log.close()
+    return last

@@ -1,0 +1,50 @@
+"""The optimisation schedule shared by both training stages."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ldmkit.device import Precision
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10_000  # optimiser steps
+    batch_size: int = 16  # per optimiser step, summed over ranks and accumulation
+    grad_accum: int = 1  # micro-batches per optimiser step
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0  # linear learning-rate warm-up
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # after warm-up
+    min_lr_ratio: float = 0.0  # cosine: the final learning rate as a fraction of lr
+    grad_clip: float | None = 1.0  # max global gradient norm (None: off)
+    precision: Precision = "fp32"  # "bf16": bfloat16 autocast
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 50
+    image_every: int = 1000  # sample / reconstruction grids
+    ckpt_every: int = 1000
+    keep_last: int = 2  # checkpoints kept on disk
+    max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
+
+    def __post_init__(self):
+        for key in ("steps", "batch_size", "grad_accum", "log_every", "image_every", "ckpt_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"train.batch_size {self.batch_size} is not divisible by "
+                             f"train.grad_accum {self.grad_accum}")
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up to cfg.lr over cfg.warmup_steps, then constant (the paper's recipe) or a
+    cosine decay to min_lr_ratio * lr at the last step."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))

@@ -1,0 +1,103 @@
+"""Building a latent cache: encode the training images once with the frozen first stage.
+
+Training then reads latents instead of running the encoder every step (`ldmkit cache-latents`,
+or automatically with `latent_cache: true`). The cache lives under the ldmkit cache folder, in a
+sub-folder named by a hash of the first-stage weights and the data config, so it is rebuilt
+exactly when either changes. Flipped copies are encoded too when the data config flips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ldmkit import paths
+from ldmkit.checkpoint import save_model_file, write_text_atomic
+from ldmkit.config import to_dict
+from ldmkit.data import DataConfig, build_dataset, eval_loader
+from ldmkit.data.latents import CACHE_VERSION, INDEX_FILE, LatentCacheDataset
+from ldmkit.progress import progress
+
+SHARD_SIZE = 4096
+
+
+def weights_digest(module: nn.Module) -> str:
+    """A content hash of a module's tensors: which first stage produced a cache."""
+    digest = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_folder(first_stage: nn.Module, data: DataConfig) -> Path:
+    key = json.dumps({"weights": weights_digest(first_stage), "kind": first_stage.config.kind,
+                      "data": {k: v for k, v in to_dict(data).items() if k not in ("num_workers", "cache_dir")},
+                      "version": CACHE_VERSION}, sort_keys=True)
+    return paths.cache_dir(data.cache_dir) / "latents" / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def _moments(first_stage: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    if first_stage.config.kind == "kl":
+        posterior = first_stage.encode(x)
+        return {"mean": posterior.mean.float(), "logvar": posterior.logvar.float()}
+    return {"latent": first_stage.encode(x).float()}
+
+
+@torch.no_grad()
+def build_latent_cache(first_stage: nn.Module, data: DataConfig, device: torch.device, batch_size: int = 64,
+                       folder: Path | None = None) -> Path:
+    """Encode the training split (no random crops; flips as extra entries) into a cache folder."""
+    folder = folder or cache_folder(first_stage, data)
+    if (folder / INDEX_FILE).is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier attempt
+    folder.mkdir(parents=True)
+    first_stage = first_stage.to(device).eval()
+    dataset = build_dataset(data, "train", augment=False)
+    shards, buffer = [], {}
+
+    def flush() -> None:
+        if not buffer:
+            return
+        name = f"shard-{len(shards):05d}.safetensors"
+        tensors = {k: torch.cat(v) for k, v in buffer.items() if k != "captions"}
+        save_model_file(folder / name, tensors, "latent-cache", {},
+                        extra={"captions": json.dumps(sum(buffer["captions"], []))})
+        shards.append({"file": name, "count": int(tensors["label"].shape[0])})
+        buffer.clear()
+
+    for batch in progress(eval_loader(dataset, batch_size), desc="encoding latents (once)"):
+        if "image" not in batch:
+            continue  # every file of the batch was unreadable
+        x = batch["image"].to(device)
+        entries = _moments(first_stage, x)
+        if data.flip:
+            entries.update({k + "_flip": v for k, v in _moments(first_stage, x.flip(-1)).items()})
+        entries["label"] = batch["label"].long().cpu()
+        for k, v in entries.items():
+            buffer.setdefault(k, []).append(v.cpu())
+        buffer.setdefault("captions", []).append(list(batch["caption"]))
+        if sum(len(c) for c in buffer["captions"]) >= SHARD_SIZE:
+            flush()
+    flush()
+    index = {"version": CACHE_VERSION, "kind": first_stage.config.kind, "flip": data.flip, "shards": shards,
+             "count": sum(s["count"] for s in shards), "class_names": list(getattr(dataset, "class_names", [])),
+             "data": to_dict(data)}
+    write_text_atomic(folder / INDEX_FILE, json.dumps(index, indent=1) + "\n")
+    return folder
+
+
+def latent_std(cache: LatentCacheDataset, max_items: int = 10_000, seed: int = 0) -> float:
+    """Std over all elements of posterior samples of (up to) `max_items` cached latents."""
+    generator = torch.Generator().manual_seed(seed)
+    n = min(len(cache), max_items)
+    rows = torch.randperm(len(cache), generator=generator)[:n]
+    z = torch.stack([cache[(int(i), int(torch.randint(2**31, (1,), generator=generator)))]["latent"] for i in rows])
+    return float(z.float().std())

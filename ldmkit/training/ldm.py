@@ -1,0 +1,200 @@
+"""Stage 2 training: the latent diffusion model over a frozen first stage (`ldmkit train`).
+
+One step: a global batch of `train.batch_size` latents (split over ranks and accumulation
+micro-batches), conditions dropped with probability `conditioning.drop_prob`, L_LDM with t and
+noise drawn per sample, AdamW with warm-up, gradient clipping, an EMA update. A non-finite loss
+skips the step (all ranks agree). Every random draw of sample i comes from its own seed, which
+the sampler derives from the sample's position in the epoch, so a run resumes exactly and N
+ranks train exactly like one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ldmkit.autoencoder.checkpoint import load_autoencoder
+from ldmkit.autoencoder.config import AutoencoderConfig
+from ldmkit.autoencoder.model import build_autoencoder
+from ldmkit.conditioning import ConditioningConfig
+from ldmkit.data import DataConfig
+from ldmkit.data.images import make_grid
+from ldmkit.device import autocast
+from ldmkit.diffusion.schedule import DiffusionConfig
+from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
+from ldmkit.pipeline.generate import Pipeline
+from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
+from ldmkit.progress import progress
+from ldmkit.training.batches import LatentBatches
+from ldmkit.training.config import TrainConfig, learning_rate
+from ldmkit.training.distributed import setup_distributed, teardown_distributed
+from ldmkit.training.ema import EMA
+from ldmkit.training.guard import NonFiniteGuard
+from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
+from ldmkit.unet.config import UNetConfig
+
+IDENTITY = "identity"
+
+
+@dataclass(frozen=True)
+class LDMRunConfig:
+    first_stage: str = IDENTITY  # an autoencoder checkpoint (file, checkpoint or run folder), or "identity"
+    scale_factor: float | None = None  # None: 1 / std of the training latents, measured once
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ema_decay: float = 0.9999
+    latent_cache: bool = True  # encode the dataset once and train on the stored latents
+    sample_steps: int = 50  # periodic EMA sample grids: DDIM steps ...
+    sample_n: int = 16  # ... and images
+
+
+def load_first_stage(spec: str, in_channels: int = 3) -> nn.Module:
+    if spec == IDENTITY:
+        return build_autoencoder(AutoencoderConfig(kind="identity", in_channels=in_channels))
+    return load_autoencoder(spec)
+
+
+def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train (or resume) an LDM into `run_dir`; returns the final checkpoint folder (rank 0)."""
+    tc = cfg.train
+    ctx = setup_distributed(tc.device)
+    try:
+        return _train(cfg, Path(run_dir), resume, ctx)
+    finally:
+        teardown_distributed(ctx)
+
+
+def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
+    tc, device = cfg.train, ctx.device
+    per_rank, rest = divmod(tc.batch_size, ctx.world_size * tc.grad_accum)
+    if rest:
+        raise ValueError(f"train.batch_size {tc.batch_size} must be divisible by ranks x grad_accum "
+                         f"({ctx.world_size} x {tc.grad_accum})")
+    state = None
+    if ctx.is_main:
+        run_dir, state = prepare_run(run_dir, cfg, resume, comparable=("first_stage", "unet", "diffusion",
+                                                                       "conditioning", "data"))
+    ctx.barrier()
+    if state is None and resume:
+        state = _load_state(run_dir)
+    first_stage = load_first_stage(cfg.first_stage)
+    batches = LatentBatches(cfg, first_stage, ctx, per_rank)  # builds/reads the latent cache
+    scale = state["scale_factor"] if state else (cfg.scale_factor or batches.measured_scale())
+    model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, cfg.conditioning, scale, cfg.data.resolution)
+    torch.manual_seed(tc.seed)
+    model = LatentDiffusion(model_cfg)
+    model.first_stage.load_state_dict(first_stage.state_dict())
+    model.to(device).train()
+    trainable = TrainedParts(model)
+    ema = EMA(trainable, cfg.ema_decay)
+    opt = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=tc.lr, betas=tc.betas,
+                            weight_decay=tc.weight_decay)
+    guard = NonFiniteGuard(tc.max_nonfinite)
+    log = RunLogger(run_dir, enabled=ctx.is_main)
+    start = 0
+    if state is not None:
+        trainable.load_state_dict(state["trained"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        restore_rng(state["rng"])
+        start, guard.total, log.skipped_images = state["step"], state["nonfinite"], state["skipped_images"]
+    wrapped = DistributedDataParallel(trainable) if ctx.enabled else trainable
+    stream = batches.stream(start, scale, model.conditioner.batch_key)
+
+    def save(step: int) -> Path | None:
+        if not ctx.is_main:
+            return None
+        train_state = {"step": step, "trained": trainable.state_dict(), "ema": ema.state_dict(),
+                       "opt": opt.state_dict(), "rng": rng_state(), "nonfinite": guard.total,
+                       "skipped_images": log.skipped_images, "scale_factor": scale}
+        ema_weights = dict(ema.shadow)
+        return save_run_checkpoint(run_dir, step, ldm_tensors(model, ema_weights), KIND, ldm_config_dict(model),
+                                   train_state, cfg, tc.keep_last)
+
+    last = None
+    bar = progress(range(start, tc.steps), desc="train", total=tc.steps, initial=start, disable=not ctx.is_main)
+    tick = time.perf_counter()
+    for step in bar:
+        lr = learning_rate(tc, step)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        for micro in range(tc.grad_accum):
+            z0, raw, generators = next(stream)
+            sync = (micro == tc.grad_accum - 1) or not ctx.enabled
+            with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast(device, tc.precision):
+                loss = wrapped(z0, raw, generators, cfg.conditioning.drop_prob) / tc.grad_accum
+                loss.backward()
+            total += loss.detach()
+        total = ctx.all_reduce_mean(total)
+        if guard.check(total.item(), step):
+            logs = {"loss": total}
+            if tc.grad_clip:
+                logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(trainable.parameters(), tc.grad_clip)
+            opt.step()
+            ema.update(trainable)
+        else:
+            logs = {"loss": total}
+        done = step + 1
+        if done % tc.log_every == 0 or done == tc.steps:
+            now = time.perf_counter()
+            rate = tc.log_every * tc.batch_size / max(now - tick, 1e-9)
+            tick = now
+            log.count_skipped(batches.take_skipped())
+            log.scalars(done, logs, images_per_second=rate, lr=lr, nonfinite_total=guard.total)
+            bar.set_postfix(loss=f"{total.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
+        if ctx.is_main and (done % tc.image_every == 0 or done == tc.steps):
+            log.image(done, "samples_ema", sample_grid(model, ema, cfg, device))
+        if done % tc.ckpt_every == 0 or done == tc.steps:
+            last = save(done)
+            ctx.barrier()
+    bar.close()
+    log.close()
+    if last is None and ctx.is_main:
+        last = save(tc.steps)
+    return last
+
+
+def _load_state(run_dir: Path) -> dict:
+    from ldmkit.checkpoint import latest_checkpoint, load_state
+
+    return load_state(latest_checkpoint(run_dir) / "state.pt")
+
+
+class TrainedParts(nn.Module):
+    """The trained modules (UNet + conditioner) with the loss as forward, for DDP to wrap."""
+
+    def __init__(self, model: LatentDiffusion):
+        super().__init__()
+        self.unet, self.conditioner = model.unet, model.conditioner
+        self._model = [model]  # not a submodule: the frozen first stage stays out of DDP and the EMA
+
+    def forward(self, z0: torch.Tensor, raw, generators: list[torch.Generator], drop_prob: float) -> torch.Tensor:
+        model = self._model[0]
+        cond = model.condition(raw, z0.shape[0], z0.device)
+        if cond and drop_prob > 0:
+            keep = torch.stack([torch.rand((), generator=g) >= drop_prob for g in generators]).to(z0.device)
+            cond = model.conditioner.drop(cond, keep)
+        return model.loss(z0, cond, generators)
+
+
+@torch.no_grad()
+def sample_grid(model: LatentDiffusion, ema: EMA, cfg: LDMRunConfig, device: torch.device):
+    """A grid of samples from the EMA weights (DDIM, fixed seeds) for the logs."""
+    ema_model = copy.deepcopy(model).eval()
+    ema.copy_to(TrainedParts(ema_model))
+    pipe = Pipeline(ema_model, device)
+    images = pipe.latents(list(range(cfg.sample_n)), None, steps=cfg.sample_steps, sampler="ddim")
+    return make_grid(pipe.decode(images).cpu())
+

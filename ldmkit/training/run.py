@@ -1,0 +1,130 @@
+"""A training run's folder: its config, checkpoints, logs (TensorBoard + JSON lines) and images.
+
+    RUN_DIR/config.yaml              the resolved config (also inside every checkpoint)
+    RUN_DIR/checkpoints/step-N/      model.safetensors + state.pt, written atomically
+    RUN_DIR/tensorboard/             scalars and image grids
+    RUN_DIR/metrics.jsonl            the same scalars, one JSON object per logged step
+    RUN_DIR/images/                  image grids as PNG
+    RUN_DIR/eval.json                end-of-run evaluation
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ldmkit.checkpoint import latest_checkpoint, load_state, save_checkpoint, write_text_atomic
+from ldmkit.config import dump_yaml, to_dict
+from ldmkit.errors import ConfigError, LdmkitError
+
+
+def prepare_run(run_dir: str | Path, cfg: Any, resume: bool, comparable: tuple[str, ...]) -> tuple[Path, dict | None]:
+    """Create or reopen a run folder; on resume, return the latest training state.
+
+    A resumed run must keep the sections in `comparable` (model, data, ...) unchanged; the
+    training schedule may change (e.g. more steps). A folder that already holds a run is never
+    overwritten without --resume.
+    """
+    run_dir = Path(run_dir)
+    latest = latest_checkpoint(run_dir) if run_dir.exists() else None
+    state = None
+    if resume:
+        if latest is None:
+            raise LdmkitError(f"--resume {run_dir}: no complete checkpoint there to resume from")
+        state = load_state(latest / "state.pt")
+        saved, now = state["config"], to_dict(cfg)
+        for section in comparable:
+            if saved.get(section) != now.get(section):
+                diff = _first_difference(saved.get(section), now.get(section), section)
+                raise ConfigError(f"cannot resume {run_dir}: config key '{diff}' differs from the run's own config; "
+                                  f"resume with {run_dir / 'config.yaml'}")
+        state = load_state(latest / "state.pt")
+    elif latest is not None:
+        raise LdmkitError(f"{run_dir} already holds a run (last checkpoint {latest.name}); "
+                          f"pass --resume {run_dir} to continue it, or choose another --out folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
+    return run_dir, state
+
+
+def _first_difference(a: Any, b: Any, where: str) -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{where}.{key}")
+    return where
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_run_checkpoint(run_dir: Path, step: int, tensors: dict, kind: str, model_cfg: dict, state: dict,
+                        run_cfg: Any, keep_last: int) -> Path:
+    """A checkpoint whose state (and model-file metadata) carries the whole resolved run config."""
+    state = {**state, "config": to_dict(run_cfg)}
+    return save_checkpoint(run_dir, step, tensors, kind, model_cfg, state, keep_last,
+                           extra_metadata={"ldmkit.run_config": json.dumps(to_dict(run_cfg))})
+
+
+class RunLogger:
+    """Scalars to TensorBoard and metrics.jsonl, grids to TensorBoard and images/, final metrics."""
+
+    def __init__(self, run_dir: Path, enabled: bool = True):
+        self.run_dir, self.enabled = run_dir, enabled
+        self.skipped_images = 0
+        self._writer = None
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer
+
+    def count_skipped(self, n: int) -> None:
+        self.skipped_images += int(n)
+
+    def scalars(self, step: int, logs: dict[str, Any], **extra: float) -> None:
+        if not self.enabled:
+            return
+        values = {k: float(v) for k, v in {**logs, **extra}.items()}
+        values["skipped_images"] = float(self.skipped_images)
+        for key, value in values.items():
+            self.writer.add_scalar(f"train/{key}", value, step)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+
+    def image(self, step: int, name: str, grid: Image.Image) -> None:
+        if not self.enabled:
+            return
+        (self.run_dir / "images").mkdir(exist_ok=True)
+        grid.save(self.run_dir / "images" / f"{name}-{step:08d}.png")
+        self.writer.add_image(name, np.asarray(grid), step, dataformats="HWC")
+
+    def final(self, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        write_text_atomic(self.run_dir / "eval.json", json.dumps(metrics, indent=2) + "\n")
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                self.writer.add_scalar(f"eval/{key}", value, 0)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from ldmkit.errors import ConfigError
+from ldmkit.sampling.timesteps import discrete_timesteps, spaced_timesteps
+
+
+def test_compvis_uniform():
+    assert discrete_timesteps(1000, 10) == [1, 101, 201, 301, 401, 501, 601, 701, 801, 901]
+    ts = discrete_timesteps(1000, 30)  # c = 33: range(0, 1000, 33) has 31 entries
+    assert len(ts) == 31 and ts[:3] == [1, 34, 67] and ts[-1] == 991
+
+
+def test_compvis_quadratic():
+    expected = ((np.linspace(0, np.sqrt(1000 * 0.8), 50)) ** 2).astype(int) + 1
+    assert discrete_timesteps(1000, 50, "quadratic") == expected.tolist()
+    assert discrete_timesteps(1000, 50, "quadratic")[-1] == 801
+
+
+def test_diffusers_spacings():
+    assert discrete_timesteps(1000, 10, "leading", offset=1) == discrete_timesteps(1000, 10)
+    assert discrete_timesteps(1000, 30, "leading") == [33 * i for i in range(30)]
+    assert discrete_timesteps(1000, 4, "trailing") == [249, 499, 749, 999]
+    linspace = spaced_timesteps(1000, 25, "linspace")
+    assert float(linspace[0]) == 0 and float(linspace[-1]) == 999 and float(linspace[1]) == pytest.approx(41.625)
+
+
+def test_bad_requests():
+    with pytest.raises(ConfigError, match="between 1 and"):
+        discrete_timesteps(1000, 0)
+    with pytest.raises(ConfigError, match="unknown"):
+        discrete_timesteps(1000, 10, "cubic")
+    with pytest.raises(ConfigError, match="outside"):
+        discrete_timesteps(1000, 1000)  # uniform spacing would visit t = 1000
