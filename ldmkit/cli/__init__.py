@@ -12,6 +12,7 @@ from ldmkit.errors import LdmkitError
 COMMANDS = {
     "train-autoencoder": ("train_autoencoder", "train a stage-1 autoencoder (KL or VQ)"),
     "eval-autoencoder": ("eval_autoencoder", "PSNR / SSIM / perceptual distance of an autoencoder"),
+    "make-shards": ("make_shards", "pack an image folder into WebDataset tar shards"),
     "cache-latents": ("cache_latents", "encode a dataset once with a frozen first stage"),
     "train": ("train", "train a latent diffusion model (stage 2)"),
     "sample": ("sample", "generate images with a trained latent diffusion model"),

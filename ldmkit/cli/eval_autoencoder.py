@@ -21,14 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import torch
-
     from ldmkit.autoencoder.checkpoint import load_autoencoder
     from ldmkit.checkpoint import load_model_file, resolve_model_file, write_text_atomic
     from ldmkit.config import from_dict
     from ldmkit.data import DataConfig, build_dataset
+    from ldmkit.data.loader import fixed_images
     from ldmkit.device import pick_device
-    from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid, spread
+    from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid
     from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
 
     model_file = resolve_model_file(args.checkpoint)
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else model_file.parent / "eval-autoencoder"
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "eval.json", json.dumps(metrics, indent=2) + "\n")
-    fixed = torch.stack([dataset[i]["image"] for i in spread(len(dataset), 16)]).to(device)
+    fixed = fixed_images(dataset, 16).to(device)
     reconstruction_grid(model, fixed).save(out / "reconstructions.png")
     print("| metric | value |\n| --- | --- |")
     for key in ("psnr", "ssim", "perceptual", "codebook_usage", "images"):

@@ -1,28 +1,49 @@
-"""The conditioning contract: tau_theta turns a batch's condition into what the UNet reads.
+"""The conditioning contract: tau_theta turns a condition y into what the UNet reads.
 
-A conditioner maps the raw condition of a batch (labels, captions, maps, ... or nothing) to a
-dict of UNet inputs, any of
+A conditioner maps the raw condition of a batch (class labels, captions, boxes, maps, a
+low-resolution image, a masked image and its mask, ... or nothing) to a dict of UNet inputs:
     "context": (B, N, D) tokens for cross-attention,
-    "concat":  (B, C, h, w) maps concatenated to the latent,
+    "concat":  (B, C, h, w) maps concatenated to the latent z_t (h, w: the latent's size),
     "y":       (B,) class labels added to the timestep embedding,
 and gives the unconditional ("null") version of the same dict for classifier-free guidance.
-Training replaces the condition of a random subset of the batch by the null one (`drop`).
+
+Life of a condition:
+- training: `prepare(batch, generators)` derives the raw condition from a data batch (e.g. the
+  caption strings, or a degraded copy of the image, or a random mask drawn from each sample's
+  generator); `forward` encodes it; `drop` replaces a random subset by the null condition.
+- sampling: the user gives the raw condition directly (`pipe(condition=...)`).
+`forward` receives `encode`, the LDM's first-stage encoder (images -> scaled latents), for
+conditions that live in latent space (the paper's inpainting concatenates the encoded masked image).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 Conditioning = dict[str, torch.Tensor]
+Encode = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Conditioner(nn.Module):
-    """Base class; `batch_key` names the field of a data batch that holds the raw condition."""
+    """Base class. Subclasses set the class attributes below and implement forward and null."""
 
-    batch_key: str | None = None
+    batch_keys: tuple[str, ...] = ()  # fields of a data batch that `prepare` reads
+    needs_images: bool = False  # the condition is computed from the training image itself
+    concat_channels: int = 0  # channels this conditioner concatenates to z_t
 
-    def forward(self, raw, batch_size: int, device: torch.device) -> Conditioning:
+    def prepare(self, batch: dict, generators: list[torch.Generator]) -> Any:
+        """The raw condition of a training batch (default: the single batch field it reads)."""
+        if not self.batch_keys:
+            return None
+        if len(self.batch_keys) == 1:
+            return batch[self.batch_keys[0]]
+        return {key: batch[key] for key in self.batch_keys}
+
+    def forward(self, raw: Any, batch_size: int, device: torch.device, encode: Encode | None = None) -> Conditioning:
         raise NotImplementedError
 
     def null(self, batch_size: int, device: torch.device) -> Conditioning:
@@ -39,9 +60,9 @@ class Conditioner(nn.Module):
 
 
 class Unconditional(Conditioner):
-    """No condition at all: the UNet sees only x_t and t."""
+    """No condition at all: the UNet sees only z_t and t."""
 
-    def forward(self, raw, batch_size: int, device: torch.device) -> Conditioning:
+    def forward(self, raw: Any, batch_size: int, device: torch.device, encode: Encode | None = None) -> Conditioning:
         return {}
 
     def null(self, batch_size: int, device: torch.device) -> Conditioning:

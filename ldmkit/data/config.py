@@ -12,8 +12,8 @@ from ldmkit.data.transforms import Crop
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["openmoji", "folder"] = "openmoji"
-    path: str = ""  # root of an image folder (dataset: folder)
+    dataset: Literal["openmoji", "folder", "webdataset"] = "openmoji"
+    path: str = ""  # folder: its root; webdataset: the shards, e.g. data/part-{00000..00099}.tar
     resolution: int = 64
     crop: Crop = "center"  # folder datasets: center or random crop after resizing the short side
     flip: bool = False  # random horizontal flips while training
@@ -22,8 +22,8 @@ class DataConfig:
     num_workers: int = 0  # DataLoader worker processes
 
     def __post_init__(self):
-        if self.dataset == "folder" and not self.path:
-            raise ValueError("data.path must name the image folder when data.dataset is 'folder'")
+        if self.dataset != "openmoji" and not self.path:
+            raise ValueError(f"data.path must name the images when data.dataset is '{self.dataset}'")
         if self.resolution < 8:
             raise ValueError(f"data.resolution must be at least 8 px, got {self.resolution}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -37,6 +37,12 @@ def build_dataset(cfg: DataConfig, split: str, augment: bool | None = None) -> D
         from ldmkit.data.openmoji import OpenMojiDataset
 
         return OpenMojiDataset(cfg.resolution, split, flip=cfg.flip and augment, cache_dir=cfg.cache_dir)
+    if cfg.dataset == "webdataset":
+        from ldmkit.data.webdataset import WebDatasetStream
+
+        return WebDatasetStream(cfg.path, cfg.resolution, split, crop=cfg.crop if augment else "center",
+                                flip=cfg.flip and augment, val_fraction=cfg.val_fraction, shuffle=augment,
+                                epochs=None if augment else 1)
     from ldmkit.data.folder import ImageFolderDataset
 
     return ImageFolderDataset(cfg.path, cfg.resolution, split, crop=cfg.crop if augment else "center",

@@ -59,10 +59,10 @@ class ImageFolderDataset(Dataset):
         if not files:
             raise DataError(f"no {'/'.join(IMAGE_SUFFIXES)} images for split '{split}' under {self.root}")
         self.files, self.resolution, self.crop, self.flip = files, resolution, crop, flip
-        self.class_names = sorted({self._class_of(f) for f in list_images(self.root)})
+        self.class_names = sorted({self.class_of(f) for f in list_images(self.root)})
 
     @staticmethod
-    def _class_of(relative: Path) -> str:
+    def class_of(relative: Path) -> str:
         return relative.parts[0] if len(relative.parts) > 1 else TOP_LEVEL_CLASS
 
     def __len__(self) -> int:
@@ -87,4 +87,4 @@ class ImageFolderDataset(Dataset):
         if self.flip:
             image = random_flip(image, generator)
         return {"image": image, "caption": self.caption(index),
-                "label": self.class_names.index(self._class_of(self.files[index])), "index": index}
+                "label": self.class_names.index(self.class_of(self.files[index])), "index": index}

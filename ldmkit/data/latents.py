@@ -5,6 +5,7 @@
         "mean", "logvar"      KL first stage: the posterior moments (N, C, h, w); z = mean + std * eps
         "latent"              VQ (pre-quantisation) or identity first stage (N, C, h, w)
         "*_flip"              the same for the mirrored images, when the cache was built with flips
+        "image"               optional (N, 3, H, W) uint8 images, for conditions computed from them
         "label"               (N,) int64; captions in the shard metadata ("captions", a JSON list)
 
 A sample key (index, seed) from `EpochSampler` decides the flip and draws the posterior noise, so
@@ -81,5 +82,8 @@ class LatentCacheDataset(Dataset):
         suffix = "_flip" if flipped else ""
         names = ("latent",) if "latent" in tensors else ("mean", "logvar")
         moments = {name: tensors[name + suffix][row] for name in names}
-        return {"latent": sample_latent(moments, generator), "label": int(tensors["label"][row]),
-                "caption": captions[row] if captions else "", "index": index}
+        sample = {"latent": sample_latent(moments, generator), "label": int(tensors["label"][row]),
+                  "caption": captions[row] if captions else "", "index": index}
+        if "image" in tensors:  # stored for conditions computed from the image (SR, inpainting)
+            sample["image"] = tensors["image" + suffix][row].float().div(127.5).sub(1.0)
+        return sample

@@ -43,3 +43,8 @@ def sample_generator(seed: int | None) -> torch.Generator | None:
 def derive_seed(seed: int, stream: int) -> int:
     """An independent seed for another random stream of the same sample (e.g. its diffusion noise)."""
     return (seed * 6364136223846793005 + 1442695040888963407 * (stream + 1)) % (2**63)
+
+
+def stream_generators(seeds: list[int], stream: int) -> list[torch.Generator]:
+    """One generator per sample for random stream `stream` (see `derive_seed`)."""
+    return [torch.Generator().manual_seed(derive_seed(int(s), stream)) for s in seeds]

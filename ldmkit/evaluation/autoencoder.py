@@ -51,11 +51,6 @@ def evaluate_autoencoder(model: nn.Module, dataset: Dataset, perceptual: nn.Modu
     return metrics
 
 
-def spread(n: int, k: int) -> list[int]:
-    """k indices spread evenly over range(n): a varied fixed set of images for grids."""
-    return sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(min(k, n))})
-
-
 def reconstruction_grid(model: nn.Module, x: torch.Tensor, per_row: int = 8) -> Image.Image:
     """Rows of originals, each followed by a row of their reconstructions."""
     x_rec = reconstruct(model, x)

@@ -40,9 +40,11 @@ class LDMConfig:
         if self.unet.out_channels != latent:
             raise ConfigError(f"unet.out_channels is {self.unet.out_channels} but the first stage has {latent} "
                               f"latent channels; set unet.out_channels={latent}")
-        if self.unet.in_channels < latent:
-            raise ConfigError(f"unet.in_channels is {self.unet.in_channels}, fewer than the {latent} latent "
-                              f"channels; set unet.in_channels={latent} (plus any concatenated channels)")
+        expected = latent + self.conditioning.concat_channels(latent)
+        if self.unet.in_channels != expected:
+            raise ConfigError(f"unet.in_channels is {self.unet.in_channels}, but the first stage's {latent} latent "
+                              f"channels plus the {expected - latent} channels the '{self.conditioning.kind}' "
+                              f"condition concatenates make {expected}; set unet.in_channels={expected}")
         multiple = self.first_stage.downsample_factor * self.unet.size_multiple
         if self.image_size % multiple:
             raise ConfigError(f"image_size {self.image_size} is not a multiple of {multiple} "
@@ -90,7 +92,8 @@ class LatentDiffusion(nn.Module):
         return self.first_stage.decode(z / self.config.scale_factor)
 
     def condition(self, raw, batch_size: int, device: torch.device) -> Conditioning:
-        return self.conditioner(raw, batch_size, device)
+        """The UNet inputs for a raw condition (None for unconditional models)."""
+        return self.conditioner(raw, batch_size, device, encode=self.encode)
 
     def null_condition(self, batch_size: int, device: torch.device) -> Conditioning:
         return self.conditioner.null(batch_size, device)

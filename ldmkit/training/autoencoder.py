@@ -13,8 +13,9 @@ from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.loss import AutoencoderLoss, AutoencoderLossConfig
 from ldmkit.autoencoder.model import build_autoencoder
 from ldmkit.data import DataConfig, build_dataset, train_loader
+from ldmkit.data.loader import fixed_images
 from ldmkit.device import autocast, pick_device
-from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid, spread
+from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid
 from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
 from ldmkit.progress import progress
 from ldmkit.training.config import TrainConfig, learning_rate
@@ -60,9 +61,9 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
 
     train_set = build_dataset(cfg.data, "train")
     val_set = build_dataset(cfg.data, "val")
-    batches = iter(train_loader(train_set, tc.batch_size, tc.seed, start=start * tc.batch_size,
+    batches = iter(train_loader(train_set, tc.batch_size, tc.seed, start_batches=start,
                                 num_workers=cfg.data.num_workers))
-    fixed = torch.stack([val_set[i]["image"] for i in spread(len(val_set), 16)]).to(device)
+    fixed = fixed_images(val_set, 16).to(device)
 
     def state_dict(step: int) -> dict:
         return {"step": step, "model": model.state_dict(), "discriminator": loss_fn.discriminator.state_dict(),

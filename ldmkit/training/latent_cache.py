@@ -20,6 +20,7 @@ from ldmkit import paths
 from ldmkit.checkpoint import save_model_file, write_text_atomic
 from ldmkit.config import to_dict
 from ldmkit.data import DataConfig, build_dataset, eval_loader
+from ldmkit.data.images import to_uint8
 from ldmkit.data.latents import CACHE_VERSION, INDEX_FILE, LatentCacheDataset
 from ldmkit.progress import progress
 
@@ -35,8 +36,9 @@ def weights_digest(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def cache_folder(first_stage: nn.Module, data: DataConfig) -> Path:
+def cache_folder(first_stage: nn.Module, data: DataConfig, store_images: bool = False) -> Path:
     key = json.dumps({"weights": weights_digest(first_stage), "kind": first_stage.config.kind,
+                      "images": store_images,
                       "data": {k: v for k, v in to_dict(data).items() if k not in ("num_workers", "cache_dir")},
                       "version": CACHE_VERSION}, sort_keys=True)
     return paths.cache_dir(data.cache_dir) / "latents" / hashlib.sha1(key.encode()).hexdigest()[:16]
@@ -52,9 +54,13 @@ def _moments(first_stage: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]
 
 @torch.no_grad()
 def build_latent_cache(first_stage: nn.Module, data: DataConfig, device: torch.device, batch_size: int = 64,
-                       folder: Path | None = None) -> Path:
-    """Encode the training split (no random crops; flips as extra entries) into a cache folder."""
-    folder = folder or cache_folder(first_stage, data)
+                       folder: Path | None = None, store_images: bool = False) -> Path:
+    """Encode the training split (no random crops; flips as extra entries) into a cache folder.
+
+    With `store_images` the images themselves are kept too (uint8), for conditions computed from
+    them (super-resolution, inpainting).
+    """
+    folder = folder or cache_folder(first_stage, data, store_images)
     if (folder / INDEX_FILE).is_file():
         return folder
     shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier attempt
@@ -80,6 +86,10 @@ def build_latent_cache(first_stage: nn.Module, data: DataConfig, device: torch.d
         entries = _moments(first_stage, x)
         if data.flip:
             entries.update({k + "_flip": v for k, v in _moments(first_stage, x.flip(-1)).items()})
+        if store_images:
+            entries["image"] = torch.from_numpy(to_uint8(x.cpu())).movedim(-1, 1)  # (B, 3, H, W) uint8
+            if data.flip:
+                entries["image_flip"] = entries["image"].flip(-1)
         entries["label"] = batch["label"].long().cpu()
         for k, v in entries.items():
             buffer.setdefault(k, []).append(v.cpu())

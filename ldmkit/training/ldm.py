@@ -23,16 +23,17 @@ from torch.nn.parallel import DistributedDataParallel
 from ldmkit.autoencoder.checkpoint import load_autoencoder
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.model import build_autoencoder
-from ldmkit.conditioning import ConditioningConfig
+from ldmkit.conditioning import ConditioningConfig, build_conditioner
 from ldmkit.data import DataConfig
 from ldmkit.data.images import make_grid
+from ldmkit.data.transforms import stream_generators
 from ldmkit.device import autocast
 from ldmkit.diffusion.schedule import DiffusionConfig
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 from ldmkit.progress import progress
-from ldmkit.training.batches import LatentBatches
+from ldmkit.training.batches import CONDITION_STREAM, NOISE_STREAM, LatentBatches
 from ldmkit.training.config import TrainConfig, learning_rate
 from ldmkit.training.distributed import setup_distributed, teardown_distributed
 from ldmkit.training.ema import EMA
@@ -88,7 +89,8 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     if state is None and resume:
         state = _load_state(run_dir)
     first_stage = load_first_stage(cfg.first_stage)
-    batches = LatentBatches(cfg, first_stage, ctx, per_rank)  # builds/reads the latent cache
+    store_images = build_conditioner(cfg.conditioning).needs_images
+    batches = LatentBatches(cfg, first_stage, ctx, per_rank, store_images)  # builds/reads the latent cache
     scale = state["scale_factor"] if state else (cfg.scale_factor or batches.measured_scale())
     model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, cfg.conditioning, scale, cfg.data.resolution)
     torch.manual_seed(tc.seed)
@@ -109,7 +111,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
         restore_rng(state["rng"])
         start, guard.total, log.skipped_images = state["step"], state["nonfinite"], state["skipped_images"]
     wrapped = DistributedDataParallel(trainable) if ctx.enabled else trainable
-    stream = batches.stream(start, scale, model.conditioner.batch_key)
+    stream = batches.stream(start, scale)
 
     def save(step: int) -> Path | None:
         if not ctx.is_main:
@@ -131,10 +133,10 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
         opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=device)
         for micro in range(tc.grad_accum):
-            z0, raw, generators = next(stream)
+            z0, batch = next(stream)
             sync = (micro == tc.grad_accum - 1) or not ctx.enabled
             with (contextlib.nullcontext() if sync else wrapped.no_sync()), autocast(device, tc.precision):
-                loss = wrapped(z0, raw, generators, cfg.conditioning.drop_prob) / tc.grad_accum
+                loss = wrapped(z0, batch, cfg.conditioning.drop_prob) / tc.grad_accum
                 loss.backward()
             total += loss.detach()
         total = ctx.all_reduce_mean(total)
@@ -180,13 +182,17 @@ class TrainedParts(nn.Module):
         self.unet, self.conditioner = model.unet, model.conditioner
         self._model = [model]  # not a submodule: the frozen first stage stays out of DDP and the EMA
 
-    def forward(self, z0: torch.Tensor, raw, generators: list[torch.Generator], drop_prob: float) -> torch.Tensor:
+    def forward(self, z0: torch.Tensor, batch: dict, drop_prob: float) -> torch.Tensor:
+        """L_LDM of a micro-batch; every random draw of sample i derives from batch["seed"][i]."""
         model = self._model[0]
+        seeds = [int(s) for s in batch["seed"]]
+        cond_generators = stream_generators(seeds, CONDITION_STREAM)
+        raw = model.conditioner.prepare(batch, cond_generators)
         cond = model.condition(raw, z0.shape[0], z0.device)
         if cond and drop_prob > 0:
-            keep = torch.stack([torch.rand((), generator=g) >= drop_prob for g in generators]).to(z0.device)
+            keep = torch.stack([torch.rand((), generator=g) >= drop_prob for g in cond_generators]).to(z0.device)
             cond = model.conditioner.drop(cond, keep)
-        return model.loss(z0, cond, generators)
+        return model.loss(z0, cond, stream_generators(seeds, NOISE_STREAM))
 
 
 @torch.no_grad()
