@@ -92,6 +92,16 @@ def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
     return tensors, json.loads(metadata["ldmkit.config"]), metadata
 
 
+def mismatch_report(missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
+    """'missing a, b; unexpected c; wrong shape d' (five names of each at most), '' when all match."""
+    parts = []
+    checks = (("missing", missing, ", "), ("unexpected", unexpected, ", "), ("wrong shape", wrong, "; "))
+    for label, names, sep in checks:
+        if names:
+            parts.append(f"{label} {sep.join(names[:5])}{' ...' if len(names) > 5 else ''}")
+    return "; ".join(parts)
+
+
 def load_exact(module: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
     """load_state_dict that names every missing, unexpected or wrongly shaped tensor."""
     expected = module.state_dict()
@@ -99,16 +109,10 @@ def load_exact(module: nn.Module, tensors: dict[str, torch.Tensor], source: str)
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-    if wrong:
-        problems.append(f"wrong shape {'; '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}")
+    problems = mismatch_report(missing, unexpected, wrong)
     if problems:
         raise CheckpointError(f"{source} does not match the {type(module).__name__} its config describes "
-                              f"({'; '.join(problems)}); was it saved by a different ldmkit version or edited?")
+                              f"({problems}); was it saved by a different ldmkit version or edited?")
     module.load_state_dict(tensors, strict=True)
 
 

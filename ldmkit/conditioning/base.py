@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ldmkit.errors import DataError
+
 Conditioning = dict[str, torch.Tensor]
 Encode = Callable[[torch.Tensor], torch.Tensor]
 
@@ -39,9 +41,20 @@ class Conditioner(nn.Module):
         """The raw condition of a training batch (default: the single batch field it reads)."""
         if not self.batch_keys:
             return None
+        missing = [key for key in self.batch_keys if key not in batch]
+        if missing:
+            raise DataError(f"the training batch has no {', '.join(missing)} (it has {', '.join(sorted(batch))}), "
+                            f"which {type(self).__name__} reads: pick a dataset that provides it (e.g. boxes and "
+                            f"label maps: data.dataset scenes); the latent cache keeps only latents, labels, "
+                            f"captions and images, so set latent_cache: false for other fields")
         if len(self.batch_keys) == 1:
             return batch[self.batch_keys[0]]
         return {key: batch[key] for key in self.batch_keys}
+
+    def image_size(self, raw: Any) -> tuple[int, int] | None:
+        """The (H, W) in pixels of the image a raw condition asks for (e.g. 4x a low-res input);
+        None: any size (the pipeline then uses the training size)."""
+        return None
 
     def forward(self, raw: Any, batch_size: int, device: torch.device, encode: Encode | None = None) -> Conditioning:
         raise NotImplementedError

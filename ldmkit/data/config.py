@@ -12,7 +12,7 @@ from ldmkit.data.transforms import Crop
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: Literal["openmoji", "folder", "webdataset"] = "openmoji"
+    dataset: Literal["openmoji", "folder", "webdataset", "scenes", "coco"] = "openmoji"
     path: str = ""  # folder: its root; webdataset: the shards, e.g. data/part-{00000..00099}.tar
     resolution: int = 64
     crop: Crop = "center"  # folder datasets: center or random crop after resizing the short side
@@ -20,12 +20,20 @@ class DataConfig:
     val_fraction: float = 0.05  # folder datasets: share of files held out for validation
     cache_dir: str | None = None  # rendered OpenMoji and other caches; default ~/.cache/ldmkit
     num_workers: int = 0  # DataLoader worker processes
+    annotations: str = ""  # coco: the COCO-style annotation JSON (boxes); data.path holds the images
+    label_maps: str = ""  # folder: a folder of label-map PNGs paired with the images (data/label_maps.py)
+    max_boxes: int = 8  # scenes, coco: boxes per sample, padded to this count (= conditioning.layout.max_boxes)
 
     def __post_init__(self):
-        if self.dataset != "openmoji" and not self.path:
+        if self.dataset not in ("openmoji", "scenes") and not self.path:
             raise ValueError(f"data.path must name the images when data.dataset is '{self.dataset}'")
         if self.resolution < 8:
             raise ValueError(f"data.resolution must be at least 8 px, got {self.resolution}")
+        if self.dataset == "coco" and not self.annotations:
+            raise ValueError("data.annotations must name the COCO-style JSON file when data.dataset is 'coco'")
+        if self.label_maps and self.dataset != "folder":
+            raise ValueError(f"data.label_maps pairs label maps with an image folder; set data.dataset: folder "
+                             f"(got '{self.dataset}'; the 'scenes' dataset has its own label maps)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -37,12 +45,28 @@ def build_dataset(cfg: DataConfig, split: str, augment: bool | None = None) -> D
         from ldmkit.data.openmoji import OpenMojiDataset
 
         return OpenMojiDataset(cfg.resolution, split, flip=cfg.flip and augment, cache_dir=cfg.cache_dir)
+    if cfg.dataset == "scenes":
+        from ldmkit.data.scenes import EmojiScenes
+
+        return EmojiScenes(cfg.resolution, split, max_boxes=cfg.max_boxes, flip=cfg.flip and augment,
+                           cache_dir=cfg.cache_dir)
+    if cfg.dataset == "coco":
+        from ldmkit.data.coco import CocoDataset
+
+        return CocoDataset(cfg.path, cfg.annotations, cfg.resolution, split, crop=cfg.crop if augment else "center",
+                           flip=cfg.flip and augment, val_fraction=cfg.val_fraction, max_boxes=cfg.max_boxes)
     if cfg.dataset == "webdataset":
         from ldmkit.data.webdataset import WebDatasetStream
 
         return WebDatasetStream(cfg.path, cfg.resolution, split, crop=cfg.crop if augment else "center",
                                 flip=cfg.flip and augment, val_fraction=cfg.val_fraction, shuffle=augment,
                                 epochs=None if augment else 1)
+    if cfg.label_maps:
+        from ldmkit.data.label_maps import LabelMapFolderDataset
+
+        return LabelMapFolderDataset(cfg.path, cfg.label_maps, cfg.resolution, split,
+                                     crop=cfg.crop if augment else "center", flip=cfg.flip and augment,
+                                     val_fraction=cfg.val_fraction)
     from ldmkit.data.folder import ImageFolderDataset
 
     return ImageFolderDataset(cfg.path, cfg.resolution, split, crop=cfg.crop if augment else "center",

@@ -53,6 +53,7 @@ class LatentCacheDataset(Dataset):
             raise DataError(f"latent cache {self.root} has version {self.index.get('version')}, expected "
                             f"{CACHE_VERSION}; delete it and run `ldmkit cache-latents` again")
         self.flip = self.index["flip"]
+        self.class_names = list(self.index.get("class_names", []))
         self.starts = []
         total = 0
         for shard in self.index["shards"]:

@@ -52,15 +52,21 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, start_batches: in
                       num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=True)
 
 
-def fixed_images(dataset: Dataset, k: int) -> torch.Tensor:
-    """(k', 3, H, W) images for grids: spread over a map-style dataset, the first ones of a stream."""
+def fixed_batch(dataset: Dataset, k: int) -> dict:
+    """A collated batch of k' <= k fixed samples (for grids): spread over a map-style dataset, the
+    first ones of a stream; unreadable samples are left out."""
     if isinstance(dataset, IterableDataset):
         samples = [s for s in itertools.islice(iter(dataset), 4 * k) if s is not None][:k]
     else:
         n = len(dataset)
         samples = [dataset[i] for i in sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(min(k, n))})]
         samples = [s for s in samples if s is not None]
-    return torch.stack([s["image"] for s in samples])
+    return default_collate(samples)
+
+
+def fixed_images(dataset: Dataset, k: int) -> torch.Tensor:
+    """(k', 3, H, W) images of `fixed_batch`."""
+    return fixed_batch(dataset, k)["image"]
 
 
 def eval_loader(dataset: Dataset, batch_size: int, num_workers: int = 0) -> DataLoader:

@@ -10,14 +10,14 @@ from PIL import Image
 Crop = Literal["center", "random"]
 
 
-def resize_and_crop(img: Image.Image, size: int, crop: Crop = "center",
-                    generator: torch.Generator | None = None) -> Image.Image:
-    """Scale the short side to `size` (antialiased bicubic), then take a size x size crop."""
-    w, h = img.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), Image.BICUBIC, reducing_gap=3.0)
+def crop_window(width: int, height: int, size: int, crop: Crop = "center",
+                generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+    """(new_width, new_height, left, top): the short side scaled to `size`, then a size x size window.
+
+    Shared by everything that must follow an image's resize and crop (boxes, label maps).
+    """
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
     if crop == "random":
         if generator is None:
             raise ValueError("a random crop needs a torch.Generator")
@@ -25,14 +25,31 @@ def resize_and_crop(img: Image.Image, size: int, crop: Crop = "center",
         top = int(torch.randint(new_h - size + 1, (1,), generator=generator))
     else:
         left, top = (new_w - size) // 2, (new_h - size) // 2
+    return new_w, new_h, left, top
+
+
+def apply_window(img: Image.Image, window: tuple[int, int, int, int], size: int) -> Image.Image:
+    """Resize (antialiased bicubic) and crop an image as `crop_window` says."""
+    new_w, new_h, left, top = window
+    if (new_w, new_h) != img.size:
+        img = img.resize((new_w, new_h), Image.BICUBIC, reducing_gap=3.0)
     return img.crop((left, top, left + size, top + size))
+
+
+def resize_and_crop(img: Image.Image, size: int, crop: Crop = "center",
+                    generator: torch.Generator | None = None) -> Image.Image:
+    """Scale the short side to `size` (antialiased bicubic), then take a size x size crop."""
+    return apply_window(img, crop_window(*img.size, size, crop, generator), size)
 
 
 def random_flip(image: torch.Tensor, generator: torch.Generator | None, p: float = 0.5) -> torch.Tensor:
     """Mirror a (..., H, W) tensor left-right with probability p (no-op without a generator)."""
-    if generator is not None and float(torch.rand((), generator=generator)) < p:
-        return image.flip(-1)
-    return image
+    return image.flip(-1) if draw_flip(generator, p) else image
+
+
+def draw_flip(generator: torch.Generator | None, p: float = 0.5) -> bool:
+    """Whether to mirror a sample (one draw, the same as `random_flip`'s), for flipping several fields."""
+    return generator is not None and float(torch.rand((), generator=generator)) < p
 
 
 def sample_generator(seed: int | None) -> torch.Generator | None:

@@ -23,6 +23,7 @@ import ldmkit
 from ldmkit.data.images import to_pil
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators
 from ldmkit.errors import LdmkitError
+from ldmkit.pipeline.fast import inference_parts
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.pipeline.tiling import decode_tiled
 from ldmkit.progress import progress
@@ -36,9 +37,13 @@ class Pipeline:
     """A loaded LDM on a device, ready to sample: `pipe(n=..., steps=..., sampler=..., guidance=..., seed=...)`."""
 
     def __init__(self, model: LatentDiffusion, device: torch.device | str = "cpu", source: str = "",
-                 use_ema: bool = True, decode_tile: int = 32):
+                 use_ema: bool = True, decode_tile: int = 32, dtype: torch.dtype = torch.float32,
+                 compile: bool = False):
+        """`dtype` (e.g. torch.bfloat16) and `compile`: the fast inference path, see pipeline/fast.py;
+        they convert `model`'s UNet and decoder in place."""
         self.model = model.to(device).eval()
         self.device = torch.device(device)
+        self._unet, self._decode = inference_parts(self.model, self.device, dtype, compile)
         self.source, self.use_ema, self.decode_tile = source, use_ema, decode_tile
         self._source_digest: str | None = None
 
@@ -49,17 +54,25 @@ class Pipeline:
     @torch.no_grad()
     def latents(self, seeds: Sequence[int], condition: Any = None, steps: int = 50, sampler: str = "ddim",
                 guidance: float = 1.0, eta: float | None = None, height: int | None = None,
-                width: int | None = None, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
-        """Sampled latents (B, C, h, w) in the diffusion model's (scaled) space, one per seed."""
+                width: int | None = None, callback: Callable[[dict], None] | None = None,
+                x_T: torch.Tensor | None = None) -> torch.Tensor:
+        """Sampled latents (B, C, h, w) in the diffusion model's (scaled) space, one per seed.
+
+        `x_T` replaces the start noise drawn from the seeds (e.g. a tile of a larger noise field);
+        the seeds' generators still drive the per-step noise of stochastic samplers."""
         model = self.model
         shape = model.latent_shape(height or self.config.image_size, width or self.config.image_size)
         generators = seeded_generators(seeds)  # CPU: the same noise on every device
-        x_T = randn_like_per_sample((len(seeds), *shape), generators, self.device, torch.float32)
+        if x_T is None:
+            x_T = randn_like_per_sample((len(seeds), *shape), generators, self.device, torch.float32)
+        elif tuple(x_T.shape) != (len(seeds), *shape):
+            raise LdmkitError(f"x_T has shape {tuple(x_T.shape)}, expected {(len(seeds), *shape)}")
+        x_T = x_T.to(self.device, torch.float32)
         cond = model.condition(condition, len(seeds), self.device)
         if cond and guidance != 1.0:
-            unet = classifier_free_guidance(model.unet, cond, model.null_condition(len(seeds), self.device), guidance)
+            unet = classifier_free_guidance(self._unet, cond, model.null_condition(len(seeds), self.device), guidance)
         else:
-            unet = conditioned(model.unet, cond)
+            unet = conditioned(self._unet, cond)
         options = {"prediction": self.config.diffusion.prediction, "callback": callback}
         if eta is not None:
             options["eta"] = eta
@@ -68,7 +81,7 @@ class Pipeline:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> images (B, 3, H, W) in [-1, 1]; large latents are decoded in tiles."""
-        return decode_tiled(self.model.decode, z, self.model.factor, tile=self.decode_tile).clamp(-1, 1)
+        return decode_tiled(self._decode, z, self.model.factor, tile=self.decode_tile).clamp(-1, 1)
 
     def __call__(self, n: int = 1, steps: int = 50, sampler: str = "ddim", guidance: float = 1.0, seed: int = 0,
                  eta: float | None = None, height: int | None = None, width: int | None = None,
@@ -76,11 +89,15 @@ class Pipeline:
         """`n` PIL images with seeds seed, seed + 1, ...; at most `batch_size` are sampled at once."""
         if n < 1 or batch_size < 1:
             raise LdmkitError(f"n and batch_size must be at least 1, got n={n}, batch_size={batch_size}")
+        if isinstance(condition, torch.Tensor) and condition.ndim == 4 and condition.shape[0] > 1:
+            condition = list(condition)  # a batch of image conditions: one per image
         conditions = condition if isinstance(condition, (list, tuple)) else [condition] * n
         if len(conditions) != n:
             raise LdmkitError(f"got {len(conditions)} conditions for n={n} images; give one or one per image")
+        asked = self.model.conditioner.image_size(conditions[0]) if conditions[0] is not None else None
+        default_h, default_w = asked or (self.config.image_size, self.config.image_size)
         params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": height or
-                  self.config.image_size, "width": width or self.config.image_size}
+                  default_h, "width": width or default_w}
         images = []
         bar = progress(total=n, desc="sampling", unit="img", disable=not show_progress)
         for start in range(0, n, batch_size):
@@ -105,8 +122,21 @@ class Pipeline:
             self._source_digest = _sha256(Path(self.source))
         return {"ldmkit_version": ldmkit.__version__, "checkpoint": self.source, "checkpoint_sha256":
                 self._source_digest, "use_ema": self.use_ema, "seed": seeds[index], "batch_seeds": seeds,
-                "batch_index": index, "condition": condition, **params, "device": self.device.type,
+                "batch_index": index, "condition": _json_safe(condition), **params, "device": self.device.type,
                 "dtype": str(next(self.model.unet.parameters()).dtype).replace("torch.", "")}
+
+
+def _json_safe(value: Any) -> Any:
+    """A condition as JSON: image-like inputs (tensors, PIL images) become a short description."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return f"<tensor {tuple(value.shape)}>"
+    if isinstance(value, Image.Image):
+        return f"<image {value.width}x{value.height}>"
+    return value
 
 
 def _sha256(path: Path) -> str:

@@ -45,6 +45,12 @@ class LDMConfig:
             raise ConfigError(f"unet.in_channels is {self.unet.in_channels}, but the first stage's {latent} latent "
                               f"channels plus the {expected - latent} channels the '{self.conditioning.kind}' "
                               f"condition concatenates make {expected}; set unet.in_channels={expected}")
+        semantic = self.conditioning.semantic
+        uses_maps = "semantic" in (self.conditioning.kind, self.conditioning.hybrid)
+        if uses_maps and semantic.factor != self.first_stage.downsample_factor:
+            raise ConfigError(f"conditioning.semantic.factor is {semantic.factor}, but the first stage downsamples "
+                              f"by {self.first_stage.downsample_factor}; set conditioning.semantic.factor="
+                              f"{self.first_stage.downsample_factor} so label maps pool to the latent's size")
         multiple = self.first_stage.downsample_factor * self.unet.size_multiple
         if self.image_size % multiple:
             raise ConfigError(f"image_size {self.image_size} is not a multiple of {multiple} "

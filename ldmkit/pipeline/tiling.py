@@ -1,8 +1,10 @@
-"""Decoding large latents in overlapping tiles, so memory stays bounded at any output size.
+"""Large outputs in overlapping tiles, so memory stays bounded at any output size.
 
-Each tile of `tile` x `tile` latent pixels is decoded on its own; overlapping tiles are blended
-with weights that ramp linearly across the overlap, which hides the seams of a convolutional
-decoder whose receptive field is smaller than the overlap.
+`blend_tiles` is the one tiling loop: each tile of `tile` x `tile` input pixels is processed on
+its own and overlapping outputs are blended with weights that ramp linearly across the overlap,
+which hides the seams of a convolutional network whose receptive field is smaller than the
+overlap. `decode_tiled` decodes latents with it; super-resolution (pipeline/upscale.py) diffuses
+and decodes tiles of the low-resolution image with it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,30 @@ def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, device, dtype
     return w
 
 
+def blend_tiles(fn: Callable[[slice, slice], torch.Tensor], height: int, width: int, factor: int,
+                tile: int, overlap: int) -> torch.Tensor:
+    """Assemble an output of (height f, width f) pixels from tiles: fn(ys, xs) computes the output
+    (B, C, len(ys) f, len(xs) f) of the input region (ys, xs) of a `tile` x `tile` grid whose tiles
+    overlap by `overlap` input pixels; overlaps are blended with linear ramps."""
+    stride = tile - overlap
+    out = weight = None
+    rows, cols = _starts(height, tile, stride), _starts(width, tile, stride)
+    for top in rows:
+        for left in cols:
+            part = fn(slice(top, top + tile), slice(left, left + tile))  # (B, C, th f, tw f)
+            if out is None:
+                out = part.new_zeros(part.shape[0], part.shape[1], height * factor, width * factor)
+                weight = part.new_zeros(1, 1, height * factor, width * factor)
+            ph, pw = part.shape[-2:]
+            wy = _ramp(ph, overlap * factor, top == 0, top == rows[-1], part.device, part.dtype)
+            wx = _ramp(pw, overlap * factor, left == 0, left == cols[-1], part.device, part.dtype)
+            mask = wy[:, None] * wx[None, :]  # (th f, tw f)
+            ys, xs = slice(top * factor, top * factor + ph), slice(left * factor, left * factor + pw)
+            out[:, :, ys, xs] += part * mask
+            weight[:, :, ys, xs] += mask
+    return out / weight
+
+
 @torch.no_grad()
 def decode_tiled(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, factor: int,
                  tile: int = 32, overlap: int = 8) -> torch.Tensor:
@@ -37,20 +63,4 @@ def decode_tiled(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor
     _, _, h, w = z.shape
     if h <= tile and w <= tile:
         return decode(z)
-    stride = tile - overlap
-    out = weight = None
-    rows, cols = _starts(h, tile, stride), _starts(w, tile, stride)
-    for top in rows:
-        for left in cols:
-            part = decode(z[:, :, top:top + tile, left:left + tile])  # (B, 3, th f, tw f)
-            if out is None:
-                out = z.new_zeros(z.shape[0], part.shape[1], h * factor, w * factor, dtype=part.dtype)
-                weight = z.new_zeros(1, 1, h * factor, w * factor, dtype=part.dtype)
-            ph, pw = part.shape[-2:]
-            wy = _ramp(ph, overlap * factor, top == 0, top == rows[-1], z.device, part.dtype)
-            wx = _ramp(pw, overlap * factor, left == 0, left == cols[-1], z.device, part.dtype)
-            mask = wy[:, None] * wx[None, :]  # (th f, tw f)
-            ys, xs = slice(top * factor, top * factor + ph), slice(left * factor, left * factor + pw)
-            out[:, :, ys, xs] += part * mask
-            weight[:, :, ys, xs] += mask
-    return out / weight
+    return blend_tiles(lambda ys, xs: decode(z[:, :, ys, xs]), h, w, factor, tile, overlap)

@@ -2,7 +2,8 @@
 
 The UNet is `unet(x_t, t, **conditioning) -> prediction`, conditioning a dict such as
 {"context": (B, N, D) tokens, "concat": (B, C, h, w) maps, "y": (B,) labels}. The unconditional
-version of every entry is given alongside (a batch of 1 is broadcast to B; None stays None).
+version of every entry is given alongside (size-1 dims broadcast: a batch of 1 to B, a (1, C, 1, 1)
+null map to (B, C, h, w); None stays None).
 One forward runs on the batch [uncond; cond] (x and t doubled), as CompVis does, and
     out = out_u + scale * (out_c - out_u).
 Guidance is applied to the raw prediction; for eps, x0 and v alike this equals guidance on eps,
@@ -27,12 +28,12 @@ def _broadcast(name: str, cond: torch.Tensor | None, uncond: torch.Tensor | None
         return None
     if cond is None or uncond is None:
         raise LdmkitError(f"conditioning '{name}' is given for only one of cond/uncond; give both or neither")
-    if uncond.shape[0] == 1 and cond.shape[0] != 1:
-        uncond = uncond.expand(cond.shape[0], *uncond.shape[1:])
+    if uncond.dim() == cond.dim() and all(u in (1, c) for u, c in zip(uncond.shape, cond.shape)):
+        uncond = uncond.expand_as(cond)  # size-1 dims broadcast: a batch of 1, a constant map
     if uncond.shape != cond.shape:
         raise LdmkitError(
             f"unconditional '{name}' has shape {tuple(uncond.shape)} but the conditional one "
-            f"{tuple(cond.shape)}; they must match (or the unconditional batch be 1)"
+            f"{tuple(cond.shape)}; they must match (or have size 1 where they differ)"
         )
     return uncond
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from ldmkit.autoencoder.model import build_autoencoder
 from ldmkit.conditioning import ConditioningConfig, build_conditioner
 from ldmkit.data import DataConfig
 from ldmkit.data.images import make_grid
+from ldmkit.data.loader import fixed_batch
 from ldmkit.data.transforms import stream_generators
 from ldmkit.device import autocast
 from ldmkit.diffusion.schedule import DiffusionConfig
@@ -92,7 +93,8 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     store_images = build_conditioner(cfg.conditioning).needs_images
     batches = LatentBatches(cfg, first_stage, ctx, per_rank, store_images)  # builds/reads the latent cache
     scale = state["scale_factor"] if state else (cfg.scale_factor or batches.measured_scale())
-    model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, cfg.conditioning, scale, cfg.data.resolution)
+    conditioning = with_class_names(cfg.conditioning, batches.dataset)
+    model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, conditioning, scale, cfg.data.resolution)
     torch.manual_seed(tc.seed)
     model = LatentDiffusion(model_cfg)
     model.first_stage.load_state_dict(first_stage.state_dict())
@@ -157,7 +159,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
             log.scalars(done, logs, images_per_second=rate, lr=lr, nonfinite_total=guard.total)
             bar.set_postfix(loss=f"{total.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
         if ctx.is_main and (done % tc.image_every == 0 or done == tc.steps):
-            log.image(done, "samples_ema", sample_grid(model, ema, cfg, device))
+            log.image(done, "samples_ema", sample_grid(model, ema, cfg, device, batches.dataset))
         if done % tc.ckpt_every == 0 or done == tc.steps:
             last = save(done)
             ctx.barrier()
@@ -166,6 +168,15 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     if last is None and ctx.is_main:
         last = save(tc.steps)
     return last
+
+
+def with_class_names(conditioning: ConditioningConfig, dataset) -> ConditioningConfig:
+    """Store the dataset's class names in a class-conditional model, so sampling can ask by name."""
+    names = tuple(getattr(dataset, "class_names", ()))
+    section = conditioning.class_label
+    if conditioning.kind != "class" or section.names or len(names) != section.num_classes:
+        return conditioning
+    return replace(conditioning, class_label=replace(section, names=names))
 
 
 def _load_state(run_dir: Path) -> dict:
@@ -196,11 +207,24 @@ class TrainedParts(nn.Module):
 
 
 @torch.no_grad()
-def sample_grid(model: LatentDiffusion, ema: EMA, cfg: LDMRunConfig, device: torch.device):
-    """A grid of samples from the EMA weights (DDIM, fixed seeds) for the logs."""
+def sample_grid(model: LatentDiffusion, ema: EMA, cfg: LDMRunConfig, device: torch.device, dataset=None):
+    """A grid of samples from the EMA weights (DDIM, fixed seeds) for the logs.
+
+    Conditional models are conditioned on fixed training samples (their labels, captions, boxes,
+    label maps, ...); tasks whose condition comes from the image (super-resolution, inpainting)
+    show each sample followed in the grid by its reference image."""
     ema_model = copy.deepcopy(model).eval()
     ema.copy_to(TrainedParts(ema_model))
     pipe = Pipeline(ema_model, device)
-    images = pipe.latents(list(range(cfg.sample_n)), None, steps=cfg.sample_steps, sampler="ddim")
-    return make_grid(pipe.decode(images).cpu())
+    n, condition, references = cfg.sample_n, None, None
+    if model.conditioner.batch_keys and dataset is not None:
+        batch = fixed_batch(dataset, cfg.sample_n)
+        n = len(batch["label"])
+        condition = model.conditioner.prepare(batch, stream_generators(list(range(n)), CONDITION_STREAM))
+        if model.conditioner.needs_images:
+            references = batch["image"]  # (n, 3, H, W)
+    images = pipe.decode(pipe.latents(list(range(n)), condition, steps=cfg.sample_steps, sampler="ddim")).cpu()
+    if references is not None:
+        images = torch.stack([images, references.to(images)], dim=1).flatten(0, 1)  # sample, reference, ...
+    return make_grid(images)
 

@@ -72,8 +72,12 @@ def test_after_disc_start_adaptive_weight_matches_separate_backward_passes():
         objective(o).backward()
         return model.last_layer().grad.clone()
 
-    rec = lambda o: (x - o.reconstruction).abs().mean() + (x - o.reconstruction).pow(2).mean()
-    adv = lambda o: -loss.discriminator(o.reconstruction).mean()
+    def rec(o):
+        return (x - o.reconstruction).abs().mean() + (x - o.reconstruction).pow(2).mean()
+
+    def adv(o):
+        return -loss.discriminator(o.reconstruction).mean()
+
     expected_d = 0.5 * last_layer_grad(rec).norm() / (last_layer_grad(adv).norm() + 1e-4)
     torch.testing.assert_close(logs["d_weight"], expected_d)
     g = -loss.discriminator(out.reconstruction).mean()

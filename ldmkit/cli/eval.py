@@ -1,0 +1,129 @@
+"""`ldmkit eval CHECKPOINT --ref DATASET --n N`: sample-quality metrics of a latent diffusion model.
+
+Generates N samples (seeds seed .. seed + N - 1, in batches), computes FD/FID, KID, IS and
+precision/recall against the reference set, prints them and writes `metrics.json`, `metrics.md`
+and a preview grid `samples.png`. Features: `--features effnet` (default, offline: FD-EffNet, ...)
+or `--features inception` (FID, ...: needs pt_inception-2015-12-05-6726825d.pth, see
+`ldmkit.evaluation.inception`). Several processes or GPUs share the sampling:
+`torchrun --nproc_per_node 4 -m ldmkit eval CHECKPOINT --num-samples N ...` (each rank generates
+every 4th seed; torchrun's parser rejects `--n` as an ambiguous abbreviation of its own options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="ldmkit run folder, checkpoint folder or model file of an LDM")
+    p.add_argument("--ref", help="reference: 'openmoji', an image folder, or a .npz of statistics "
+                                 "(default: the dataset the run trained on)")
+    p.add_argument("--ref-split", default="train", choices=["train", "val", "all"],
+                   help="which images of a reference dataset (default: train, what the model learned)")
+    p.add_argument("--ref-n", type=int, help="use a fixed random subset of this many reference images")
+    p.add_argument("--n", "--num-samples", dest="n", type=int, default=1000,
+                   help="number of samples to generate (spell it --num-samples under torchrun, whose own "
+                        "option parser takes --n for an abbreviation of its --nnodes / --nproc-per-node)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--sampler", default="ddim", help="ddim, plms, ddpm, euler, euler_a, heun, dpmpp_2m")
+    p.add_argument("--eta", type=float, help="DDIM / Euler-ancestral noise (DDIM default 0)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0, help="sample i gets seed + i")
+    p.add_argument("--batch-size", type=int, default=16, help="samples generated at once per process")
+    p.add_argument("--features", default="effnet", choices=["effnet", "inception"],
+                   help="feature network: effnet (offline; FD-EffNet, KID-EffNet, ...) or inception (FID, ...)")
+    p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth "
+                   "(default: looked up in $LDMKIT_CACHE or ~/.cache/ldmkit/)")
+    p.add_argument("--condition-from-data", nargs="?", const=True, default=None, metavar="DATASET",
+                   help="conditional models: give each sample the condition (label, caption, ...) of a random "
+                        "image of DATASET (default: the --ref dataset)")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--kid-subset-size", type=int, default=1000)
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
+    p.add_argument("--config", help="the original YAML when CHECKPOINT is a CompVis .ckpt/.safetensors (needs --ref)")
+    p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval/<features>-n<N>-<sampler>...)")
+
+
+def default_reference(model_file: Path) -> str:
+    """The dataset the run that wrote `model_file` trained on ('openmoji' or its folder)."""
+    from ldmkit.checkpoint import load_model_file
+    from ldmkit.errors import ConfigError
+
+    _, _, metadata = load_model_file(model_file, kind="ldm")
+    data = json.loads(metadata.get("ldmkit.run_config", "{}")).get("data", {})
+    dataset = data.get("dataset", "openmoji")
+    if dataset == "openmoji":
+        return "openmoji"
+    if dataset == "folder":
+        return data["path"]
+    raise ConfigError(f"the run trained on a '{dataset}' dataset; give the reference images with --ref "
+                      "(an image folder, 'openmoji', or a .npz of statistics)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import ldmkit
+    from ldmkit.checkpoint import resolve_model_file, write_text_atomic
+    from ldmkit.data.images import make_grid
+    from ldmkit.errors import ConfigError
+    from ldmkit.evaluation.feature_networks import build_feature_network
+    from ldmkit.evaluation.generation import DataConditions, generated_features
+    from ldmkit.evaluation.reference import reference_dataset, reference_statistics
+    from ldmkit.evaluation.sample_quality import markdown_table, sample_metrics
+    from ldmkit.interop.compvis import find_original_pair
+    from ldmkit.training.distributed import setup_distributed, teardown_distributed
+
+    original = find_original_pair(args.checkpoint, args.config)  # (checkpoint, YAML) of a CompVis model
+    if original is not None and args.ref is None:
+        raise ConfigError("an original CompVis checkpoint carries no dataset: give the reference with --ref")
+    model_file = resolve_model_file(args.checkpoint) if original is None else original[0]
+    ref = args.ref or default_reference(model_file)
+    ctx = setup_distributed(args.device)
+    try:
+        pipe = ldmkit.load(model_file, device=str(ctx.device), use_ema=not args.no_ema,
+                           config=None if original is None else original[1], text_encoder=args.text_encoder)
+        resolution = pipe.config.image_size
+        network = build_feature_network(args.features, args.inception_weights).to(ctx.device)
+        conditions, source = None, None
+        if args.condition_from_data is not None:
+            source = ref if args.condition_from_data is True else args.condition_from_data
+            if str(source).endswith(".npz"):
+                raise ConfigError("--condition-from-data needs images with their labels/captions, not a .npz of "
+                                  "statistics: name the dataset, e.g. --condition-from-data openmoji")
+            conditions = DataConditions(reference_dataset(str(source), resolution, args.ref_split)[0], pipe)
+        start = time.perf_counter()
+        samples, preview = generated_features(
+            pipe, network, args.n, args.seed, args.steps, args.sampler, args.guidance, args.eta, args.batch_size,
+            conditions, ctx.rank, ctx.world_size, keep_images=64)
+        sampling_s = time.perf_counter() - start
+        if not ctx.is_main:
+            return 0
+        stats = reference_statistics(ref, network, resolution, args.ref_split, args.ref_n, args.batch_size,
+                                     ctx.device)
+        metrics = sample_metrics(samples, stats, network, args.kid_subsets, args.kid_subset_size, seed=args.seed,
+                                 device=ctx.device)
+    finally:
+        teardown_distributed(ctx)
+    settings = {"checkpoint": str(model_file), "use_ema": not args.no_ema, "reference": str(ref),
+                "reference_split": args.ref_split if not str(ref).endswith(".npz") else None,
+                "resolution": resolution, "n": args.n, "steps": args.steps, "sampler": args.sampler,
+                "eta": args.eta, "guidance": args.guidance, "seed": args.seed,
+                "conditions_from": None if conditions is None else str(source),
+                "processes": ctx.world_size, "device": ctx.device.type, "sampling_seconds": round(sampling_s, 1)}
+    result = {**metrics, "settings": settings}
+    tag = f"{args.features}-n{args.n}-{args.sampler}{args.steps}-g{args.guidance:g}-seed{args.seed}"
+    out = Path(args.out) if args.out else model_file.parent / "eval" / tag
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(metrics)
+    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out / "metrics.md", f"{model_file} — {args.n} samples, {args.sampler} {args.steps} steps, "
+                      f"guidance {args.guidance:g}, reference {ref}\n\n{table}")
+    if preview is not None:
+        make_grid(preview).save(out / "samples.png")
+    print(table, end="")
+    print(f"written: {out / 'metrics.json'}, {out / 'metrics.md'}, {out / 'samples.png'}")
+    return 0

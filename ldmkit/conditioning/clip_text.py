@@ -1,0 +1,80 @@
+"""A frozen CLIP text encoder, as Stable Diffusion v1's FrozenCLIPEmbedder uses it.
+
+Needs the optional dependency `transformers` (`pip install 'ldmkit[clip]'`); everything is read
+from local folders, nothing is downloaded. `TextConfig.weights_path` is a CLIP model folder
+(`config.json` of a CLIPModel or CLIPTextModel, plus its weights if any; e.g. a local copy of
+openai/clip-vit-large-patch14), `vocab_path` a tokenizer folder (default: the same folder).
+Captions are padded / truncated to max_tokens (77) and encoded without an attention mask (CLIP's
+own causal mask only); the context is the last hidden state (B, 77, width), as in SD v1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ldmkit.conditioning.sections import TextConfig
+from ldmkit.conditioning.text import TextConditioner
+from ldmkit.errors import ConfigError
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as err:
+        raise ConfigError("the clip text encoder needs the optional dependency transformers: "
+                          "pip install 'ldmkit[clip]' (or pip install transformers)") from err
+    return transformers
+
+
+class ClipTokenizer:
+    """`tokenizer(texts) -> (ids, mask)`, (B, max_tokens) each, with a local CLIPTokenizer."""
+
+    def __init__(self, folder: Path, max_tokens: int):
+        transformers = _transformers()
+        try:
+            self._tokenizer = transformers.CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"conditioning.text.vocab_path: no CLIP tokenizer (vocab.json, merges.txt) in "
+                              f"{folder}: {err}") from err
+        self.max_tokens = max_tokens
+
+    def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self._tokenizer(list(texts), truncation=True, max_length=self.max_tokens, padding="max_length",
+                              return_tensors="pt")
+        return out["input_ids"].long(), out["attention_mask"].bool()
+
+
+class TextModelHolder(nn.Module):
+    """Keeps SD's tensor names `transformer.text_model.*` whichever transformers version built the model."""
+
+    def __init__(self, text_model: nn.Module):
+        super().__init__()
+        self.text_model = text_model
+
+
+class ClipText(TextConditioner):
+    def __init__(self, cfg: TextConfig):
+        transformers = _transformers()
+        folder = Path(cfg.weights_path)
+        super().__init__(ClipTokenizer(Path(cfg.vocab_path or folder), cfg.max_tokens))
+        try:
+            config = transformers.CLIPTextConfig.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"conditioning.text.weights_path: no CLIP config.json in {folder}: {err}") from err
+        has_weights = any((folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin"))
+        if has_weights:
+            model = transformers.CLIPTextModel.from_pretrained(str(folder), config=config, local_files_only=True)
+        else:
+            model = transformers.CLIPTextModel(config)  # weights come from the checkpoint being loaded
+        # transformers 4 nests the text transformer in `text_model`; 5 does not
+        self.transformer = TextModelHolder(getattr(model, "text_model", model).requires_grad_(False).eval())
+        if config.hidden_size != cfg.embed_dim:
+            raise ConfigError(f"conditioning.text.embed_dim is {cfg.embed_dim}, but the CLIP text model in {folder} "
+                              f"has width {config.hidden_size}; set embed_dim (and unet.context_dim) to it")
+
+    def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.transformer.text_model(input_ids=ids).last_hidden_state  # (B, N, width)

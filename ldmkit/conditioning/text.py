@@ -1,0 +1,106 @@
+"""Captions as context tokens: tau(y) = encoder(tokenizer(y)), (B, max_tokens, embed_dim).
+
+Three encoders (`TextConfig.encoder`):
+- "bert": the paper's LAION recipe. BERT's uncased WordPiece tokenizer and an x-transformers
+  encoder trained jointly with the UNet (CompVis' BERTEmbedder; `xtransformer.py`).
+- "minilm": Stable Diffusion's recipe on a small scale. The frozen pretrained all-MiniLM-L6-v2
+  (`minilm.py`, padding masked inside the encoder), its last hidden states (B, N, 384), then a
+  trained Linear(384, embed_dim) when embed_dim differs.
+- "clip": a frozen CLIP text model, as Stable Diffusion v1 (`clip_text.py`, optional `transformers`).
+The raw condition is a list of captions (one str is repeated for the batch; None means the null
+caption); the null caption used for classifier-free guidance is the empty one, "", as in CompVis. The encoder is the
+attribute `transformer`, as in CompVis, so `cond_stage_model.transformer.*` maps by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ldmkit.conditioning.base import Conditioner, Conditioning, Encode
+from ldmkit.conditioning.sections import TextConfig
+from ldmkit.conditioning.wordpiece import WordPieceTokenizer, minilm_folder
+from ldmkit.conditioning.xtransformer import XTransformerEncoder
+from ldmkit.errors import DataError
+
+Tokenizer = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]  # texts -> (ids, mask), (B, N) each
+NULL_CAPTION = ""
+
+
+def as_texts(raw: str | Sequence[str] | None, batch_size: int) -> list[str]:
+    """One caption per sample; one str is repeated, None is the null caption (unconditional)."""
+    raw = NULL_CAPTION if raw is None else raw
+    texts = [raw] * batch_size if isinstance(raw, str) else [NULL_CAPTION if t is None else t for t in raw]
+    if len(texts) != batch_size or not all(isinstance(t, str) for t in texts):
+        raise DataError(f"a text condition must be {batch_size} captions (str), one per sample; got {raw!r}")
+    return texts
+
+
+class TextConditioner(Conditioner):
+    """`{"context": encode_ids(*tokenizer(captions))}`; subclasses set `transformer` and `encode_ids`."""
+
+    batch_keys = ("caption",)
+
+    def __init__(self, tokenizer: Tokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, max_tokens) int64 and the padding mask (B, max_tokens) bool, on the CPU."""
+        return self.tokenizer(texts)
+
+    def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, raw, batch_size: int, device: torch.device, encode: Encode | None = None) -> Conditioning:
+        ids, mask = self.tokenize(as_texts(raw, batch_size))
+        here = next(self.parameters()).device
+        return {"context": self.encode_ids(ids.to(here), mask.to(here)).to(device)}  # (B, N, D)
+
+    def null(self, batch_size: int, device: torch.device) -> Conditioning:
+        context = self.forward([NULL_CAPTION], 1, device)["context"]  # (1, N, D)
+        return {"context": context.expand(batch_size, -1, -1)}
+
+
+class BertText(TextConditioner):
+    """CompVis' BERTEmbedder: WordPiece ids -> a transformer trained with the UNet (no padding mask)."""
+
+    def __init__(self, cfg: TextConfig):
+        tokenizer = WordPieceTokenizer(cfg.vocab_path, cfg.max_tokens)
+        super().__init__(tokenizer)
+        self.transformer = XTransformerEncoder(tokenizer.vocab_size, cfg.embed_dim, cfg.layers, cfg.max_tokens)
+
+    def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.transformer(ids)  # (B, N, embed_dim)
+
+
+class MiniLMText(TextConditioner):
+    """The frozen pretrained all-MiniLM-L6-v2, then a trained projection when embed_dim != its 384."""
+
+    def __init__(self, cfg: TextConfig):
+        from ldmkit.conditioning.minilm import load_bert
+
+        weights = cfg.weights_path if cfg.weights_path is not None else minilm_folder()
+        super().__init__(WordPieceTokenizer(cfg.vocab_path, cfg.max_tokens))
+        self.transformer = load_bert(weights).requires_grad_(False).eval()
+        hidden = self.transformer.shape.hidden_size
+        self.proj = nn.Linear(hidden, cfg.embed_dim) if cfg.embed_dim != hidden else nn.Identity()
+
+    def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            hidden = self.transformer(ids, mask)  # (B, N, 384), frozen
+        return self.proj(hidden)  # (B, N, embed_dim)
+
+
+def build(cfg) -> TextConditioner:
+    """The text encoder of a ConditioningConfig of kind 'text'."""
+    text = cfg.text
+    if text.encoder == "bert":
+        return BertText(text)
+    if text.encoder == "minilm":
+        return MiniLMText(text)
+    from ldmkit.conditioning.clip_text import ClipText
+
+    return ClipText(text)

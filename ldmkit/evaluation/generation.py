@@ -1,0 +1,114 @@
+"""Generating N samples for evaluation: seeds sharded over ranks, conditions drawn from data, features gathered.
+
+Sample i has seed `seed + i` (its start and step noise, as `Pipeline` draws them), whichever
+rank makes it: rank r of W generates i = r, r + W, r + 2W, ..., and `all_gather_rows` puts the
+features back in order of i. Samples are rounded to 8 bits before the feature network sees them
+(`FeatureNetwork.preprocess`), as if written to PNG files and read back.
+
+Conditional models: `DataConditions` gives sample i the condition of a random reference image
+(picked by a generator seeded from sample i's seed), derived from that image's data fields by the
+model's own conditioner (`Conditioner.prepare` over its `batch_keys`: labels, captions, or the
+image itself for super-resolution and inpainting), so the generated set matches the reference
+set's distribution of conditions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, default_collate
+
+from ldmkit.data.transforms import derive_seed, stream_generators
+from ldmkit.errors import ConfigError
+from ldmkit.evaluation.feature_networks import FeatureNetwork
+from ldmkit.evaluation.sample_quality import SampleFeatures
+from ldmkit.pipeline.generate import Pipeline
+from ldmkit.progress import progress
+
+PICK_STREAM, PREPARE_STREAM = 101, 102  # random streams of a sample's seed: which reference image, its condition
+
+
+class DataConditions:
+    """seeds -> the raw condition of a batch, taken from random samples of a reference dataset."""
+
+    def __init__(self, dataset: Dataset, pipe: Pipeline):
+        self.dataset, self.pipe = dataset, pipe
+        self.conditioner = pipe.model.conditioner
+
+    def picks(self, seeds: Sequence[int]) -> list[int]:
+        """The reference index each seed takes its condition from."""
+        return [int(torch.randint(len(self.dataset), (), generator=torch.Generator().manual_seed(
+            derive_seed(int(s), PICK_STREAM)))) for s in seeds]
+
+    def __call__(self, seeds: Sequence[int]) -> Any:
+        batch = default_collate([self.dataset[j] for j in self.picks(seeds)])
+        batch = {k: v.to(self.pipe.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        batch["seed"] = torch.tensor(list(seeds))
+        return self.conditioner.prepare(batch, stream_generators(list(seeds), PREPARE_STREAM))
+
+
+def check_conditions(pipe: Pipeline, conditions: Callable | None) -> None:
+    """A conditional model cannot be evaluated without a source of conditions."""
+    kind = pipe.config.conditioning.kind
+    if kind != "none" and conditions is None:
+        keys = ", ".join(pipe.model.conditioner.batch_keys) or "the image"
+        raise ConfigError(f"this model is conditioned on '{kind}' (it reads {keys} of a data sample); pass "
+                          "--condition-from-data to give each sample the condition of a random reference image")
+
+
+def all_gather_rows(local: torch.Tensor, n: int, rank: int, world_size: int) -> torch.Tensor:
+    """(n_local, D) rows of indices rank, rank + W, ... from every rank -> (n, D) in index order."""
+    if world_size == 1:
+        return local
+    rows = -(-n // world_size)
+    padded = local.new_zeros(rows, *local.shape[1:])
+    padded[:local.shape[0]] = local
+    parts = [torch.empty_like(padded) for _ in range(world_size)]
+    dist.all_gather(parts, padded)
+    stacked = torch.stack(parts, dim=1)  # (rows, W, D): [j, r] is index j W + r
+    return stacked.reshape(rows * world_size, *local.shape[1:])[:n]
+
+
+@torch.no_grad()
+def generated_features(pipe: Pipeline, network: FeatureNetwork, n: int, seed: int = 0, steps: int = 50,
+                       sampler: str = "ddim", guidance: float = 1.0, eta: float | None = None, batch_size: int = 16,
+                       conditions: Callable[[Sequence[int]], Any] | None = None, rank: int = 0, world_size: int = 1,
+                       keep_images: int = 0) -> tuple[SampleFeatures, torch.Tensor | None]:
+    """Features of samples 0..n-1 (this rank's share generated here, all gathered), and rank 0's first images.
+
+    `network` must be on `pipe.device`. Returns the features of all n samples on every rank, and
+    up to `keep_images` of this rank's images (B, 3, H, W) in [-1, 1] on CPU (for a preview grid).
+    """
+    check_conditions(pipe, conditions)
+    if n < 1 or batch_size < 1:
+        raise ConfigError(f"n and batch_size must be at least 1, got n={n}, batch_size={batch_size}")
+    indices = list(range(rank, n, world_size))
+    feats, logits, kept = [], [], []
+    desc = "sampling + features" + (f" (rank 0 of {world_size})" if world_size > 1 else "")
+    bar = progress(total=len(indices), desc=desc, unit="img", disable=rank != 0)
+    for start in range(0, len(indices), batch_size):
+        seeds = [seed + i for i in indices[start:start + batch_size]]
+        raw = conditions(seeds) if conditions is not None else None
+
+        def show_step(info: dict) -> None:
+            bar.set_postfix(step=f"{info['i'] + 1}/{info['steps']}", refresh=False)
+
+        images = pipe.decode(pipe.latents(seeds, raw, steps, sampler, guidance, eta, callback=show_step))
+        f, lg = network(images)  # (B, D), (B, K)
+        feats.append(f)
+        logits.append(lg)
+        if len(kept) * batch_size < keep_images:
+            kept.append(images.cpu())
+        bar.update(len(seeds))
+    bar.close()
+    dim = network.feature_dim
+    if feats:
+        local = torch.cat([torch.cat(feats), torch.cat(logits)], dim=1)  # (n_local, D + K)
+    else:  # more ranks than samples
+        local = torch.zeros(0, dim + network.num_classes, device=pipe.device)
+    both = all_gather_rows(local, n, rank, world_size).cpu()  # (n, D + K)
+    preview = torch.cat(kept)[:keep_images] if kept else None
+    return SampleFeatures(both[:, :dim], both[:, dim:], network.key), preview

@@ -1,0 +1,278 @@
+"""diffusers folders on disk <-> ldmkit models, without needing the `diffusers` package.
+
+A diffusers model folder holds `config.json` (the constructor's kwargs plus "_class_name") and
+`diffusion_pytorch_model.safetensors`; a scheduler folder holds `scheduler_config.json`. A
+pipeline folder holds `model_index.json` and one folder per component:
+
+    model_index.json      {"_class_name": "LDMPipeline", "unet": ["diffusers", "UNet2DModel"], ...}
+    unet/                 UNet2DModel or UNet2DConditionModel   (diffusers_unet.py)
+    vqvae/ (or vae/)      VQModel or AutoencoderKL; absent for a pixel-space model (diffusers_autoencoder.py)
+    scheduler/            DDIMScheduler                         (diffusers_scheduler.py)
+    ldmkit.json           ldmkit's own LDMConfig (written by ldmkit; optional on import)
+
+An ldmkit LDM exports as diffusers' `LDMPipeline` (latent; the first stage is named "vqvae", the
+name that pipeline reads, for KL and VQ alike) or `DDIMPipeline` (pixel space), so
+`LDMPipeline.from_pretrained(folder)` samples the same images. `ldmkit.json` keeps what diffusers
+has no field for (conditioning, image size, training-only settings); on import it must agree with
+the diffusers configs beside it. Without it, the model is unconditional unless `conditioning` is
+given, and the image size is the UNet's sample_size times the first stage's factor.
+Only conditioners without weights can travel: a text or class encoder is a separate diffusers
+component (or none at all) that ldmkit does not convert.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+import ldmkit
+from ldmkit.autoencoder.config import AutoencoderConfig
+from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
+from ldmkit.checkpoint import load_exact
+from ldmkit.conditioning import ConditioningConfig
+from ldmkit.config import from_dict, to_dict
+from ldmkit.diffusion.schedule import DiffusionConfig
+from ldmkit.errors import CheckpointError, ConfigError
+from ldmkit.interop import diffusers_autoencoder as ae
+from ldmkit.interop import diffusers_unet
+from ldmkit.interop.diffusers_scheduler import diffusion_config_from_scheduler, scheduler_config, training_equivalent
+from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
+from ldmkit.unet.model import UNet
+
+CONFIG = "config.json"
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+WEIGHTS_BIN = "diffusion_pytorch_model.bin"
+SCHEDULER_CONFIG = "scheduler_config.json"
+INDEX = "model_index.json"
+LDMKIT_CONFIG = "ldmkit.json"
+FIRST_STAGE_NAMES = ("vqvae", "vae")
+DEFAULT_DIFFUSERS_VERSION = "0.30.0"  # written when diffusers is not installed
+
+
+def _diffusers_version() -> str:
+    try:
+        return metadata.version("diffusers")
+    except metadata.PackageNotFoundError:
+        return DEFAULT_DIFFUSERS_VERSION
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not a readable JSON file ({err})") from err
+
+
+# ---- single model and scheduler folders --------------------------------------------------------
+
+def save_model_folder(out: str | Path, class_name: str, config: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Write a diffusers model folder: config.json and diffusion_pytorch_model.safetensors."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / CONFIG, {"_class_name": class_name, "_diffusers_version": _diffusers_version(), **config})
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    save_file(plain, str(out / WEIGHTS), metadata={"format": "pt"})
+
+
+def read_model_folder(path: str | Path) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """(class name, config, tensors) of a diffusers model folder (safetensors or .bin weights)."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise CheckpointError(f"{path} is not a diffusers model folder: it has no {CONFIG}")
+    config = _read_json(path / CONFIG)
+    if (path / WEIGHTS).is_file():
+        tensors = load_file(str(path / WEIGHTS))
+    elif (path / WEIGHTS_BIN).is_file():
+        tensors = torch.load(path / WEIGHTS_BIN, map_location="cpu", weights_only=True)
+    else:
+        found = sorted(p.name for p in path.iterdir())
+        raise CheckpointError(f"{path} has no {WEIGHTS} (nor {WEIGHTS_BIN}); it holds {found}. Sharded or "
+                              "variant (fp16) weights: save the model again with diffusers' save_pretrained()")
+    return config.get("_class_name", ""), config, tensors
+
+
+def save_unet_folder(unet: UNet, out: str | Path, sample_size: int | None = None) -> None:
+    """An ldmkit UNet as a diffusers UNet2DModel / UNet2DConditionModel folder."""
+    class_name, config = diffusers_unet.diffusers_config(unet.config)
+    if sample_size is not None:
+        config["sample_size"] = sample_size
+    save_model_folder(out, class_name, config, diffusers_unet.to_diffusers_state_dict(unet.state_dict(), unet.config))
+
+
+def load_unet_folder(path: str | Path) -> UNet:
+    class_name, config, tensors = read_model_folder(path)
+    cfg = diffusers_unet.config_from_diffusers(class_name, config)
+    unet = UNet(cfg)
+    unet.load_state_dict(diffusers_unet.from_diffusers_state_dict(tensors, cfg))
+    return unet.eval()
+
+
+def save_autoencoder_folder(model: Autoencoder, out: str | Path, scale_factor: float = 1.0,
+                            sample_size: int | None = None) -> None:
+    """An ldmkit KL / VQ autoencoder as a diffusers AutoencoderKL / VQModel folder."""
+    class_name, config = ae.diffusers_config(model.config, scale_factor, sample_size)
+    save_model_folder(out, class_name, config, ae.to_diffusers_state_dict(model.state_dict(), model.config))
+
+
+def load_autoencoder_folder(path: str | Path) -> tuple[Autoencoder, float]:
+    """(autoencoder in eval mode, scaling_factor) of a diffusers AutoencoderKL / VQModel folder."""
+    class_name, config, tensors = read_model_folder(path)
+    cfg, scale = ae.config_from_diffusers(class_name, config)
+    model = build_autoencoder(cfg)
+    model.load_state_dict(ae.from_diffusers_state_dict(tensors, cfg))
+    return model.eval(), scale
+
+
+def save_scheduler_folder(cfg: DiffusionConfig, out: str | Path) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / SCHEDULER_CONFIG, {**scheduler_config(cfg), "_diffusers_version": _diffusers_version()})
+
+
+def load_scheduler_folder(path: str | Path) -> DiffusionConfig:
+    path = Path(path)
+    if not (path / SCHEDULER_CONFIG).is_file():
+        raise CheckpointError(f"{path} is not a diffusers scheduler folder: it has no {SCHEDULER_CONFIG}")
+    return diffusion_config_from_scheduler(_read_json(path / SCHEDULER_CONFIG))
+
+
+# ---- pipeline folders <-> LatentDiffusion ------------------------------------------------------
+
+def _super_resolution(stage: AutoencoderConfig, base: ConditioningConfig) -> ConditioningConfig:
+    """`base` with the low_res conditioning diffusers' LDMSuperResolutionPipeline implies: the LR image
+    in [-1, 1] has the latent's size and is concatenated as is (no rescaling stages, no channel mapper)."""
+    low_res = dataclasses.replace(base.low_res, factor=stage.downsample_factor, channels=stage.latent_channels,
+                                  stages=0, out_channels=None)
+    return dataclasses.replace(base, kind="low_res", low_res=low_res)
+
+
+def _pipeline_class(cfg: LDMConfig) -> str:
+    """The diffusers pipeline that runs `cfg` as ldmkit does ("DiffusionPipeline": none does)."""
+    kind, latent = cfg.conditioning.kind, cfg.first_stage.kind != "identity"
+    if kind == "none":
+        return "LDMPipeline" if latent else "DDIMPipeline"
+    # LDMSuperResolutionPipeline: latent channels = image channels, and it never divides by scaling_factor
+    if (kind == "low_res" and latent and cfg.scale_factor == 1.0
+            and cfg.conditioning == _super_resolution(cfg.first_stage, cfg.conditioning)):
+        return "LDMSuperResolutionPipeline"
+    return "DiffusionPipeline"  # the components still load one by one
+
+
+def save_diffusers_folder(model: LatentDiffusion, out: str | Path, overwrite: bool = False) -> Path:
+    """Write `model` as a diffusers pipeline folder (see the module docstring); returns the folder."""
+    cfg, out = model.config, Path(out)
+    if model.conditioner.state_dict():
+        raise ConfigError(f"the '{cfg.conditioning.kind}' conditioner has weights, and its encoder has no diffusers "
+                          "component ldmkit writes; only models whose conditioning has no weights export")
+    if cfg.first_stage.kind == "identity" and cfg.scale_factor != 1.0:
+        raise ConfigError(f"a pixel-space model with scale_factor {cfg.scale_factor}: diffusers' DDIMPipeline "
+                          "does not scale its samples; only scale_factor 1 exports")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise CheckpointError(f"{out} exists and is not empty; choose another folder or pass overwrite")
+    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    latent_size = cfg.image_size // model.factor
+    index = {"_class_name": _pipeline_class(cfg), "_diffusers_version": _diffusers_version()}
+    save_unet_folder(model.unet, tmp / "unet", sample_size=latent_size)
+    index["unet"] = ["diffusers", diffusers_unet.diffusers_config(cfg.unet)[0]]
+    if cfg.first_stage.kind != "identity":
+        save_autoencoder_folder(model.first_stage, tmp / "vqvae", cfg.scale_factor, cfg.image_size)
+        index["vqvae"] = ["diffusers", ae.CLASSES[cfg.first_stage.kind]]
+    save_scheduler_folder(cfg.diffusion, tmp / "scheduler")
+    index["scheduler"] = ["diffusers", "DDIMScheduler"]
+    _write_json(tmp / INDEX, index)
+    _write_json(tmp / LDMKIT_CONFIG, {"ldmkit_version": ldmkit.__version__, "config": to_dict(cfg)})
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _first_stage_folder(path: Path, index: dict) -> Path | None:
+    names = [n for n in FIRST_STAGE_NAMES if index.get(n) and index[n][0] is not None]
+    if len(names) > 1:
+        raise CheckpointError(f"{path} has both {' and '.join(names)}; an LDM has one first stage")
+    return path / names[0] if names else None
+
+
+def _unet_settings(cfg) -> dict:
+    return {k: v for k, v in diffusers_unet.diffusers_config(cfg)[1].items() if k != "sample_size"}
+
+
+def _check_saved(path: Path, saved: LDMConfig, read: LDMConfig) -> None:
+    """ldmkit.json must describe the diffusers components beside it."""
+    problems = []
+    if _unet_settings(saved.unet) != _unet_settings(read.unet):
+        problems.append("unet")
+    if saved.first_stage.kind != read.first_stage.kind or (
+            read.first_stage.kind != "identity"
+            and {k: v for k, v in ae.diffusers_config(saved.first_stage)[1].items() if k != "sample_size"}
+            != {k: v for k, v in ae.diffusers_config(read.first_stage)[1].items() if k != "sample_size"}):
+        problems.append("first stage")
+    if saved.scale_factor != read.scale_factor:
+        problems.append(f"scale_factor ({saved.scale_factor} vs scaling_factor {read.scale_factor})")
+    if not training_equivalent(saved.diffusion, read.diffusion):
+        problems.append("scheduler")
+    if problems:
+        raise CheckpointError(f"{path / LDMKIT_CONFIG} does not describe this folder's {', '.join(problems)} "
+                              f"(were the diffusers components replaced?); delete {LDMKIT_CONFIG} to import "
+                              "from the diffusers configs alone")
+
+
+def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | None = None) -> LatentDiffusion:
+    """An ldmkit LatentDiffusion (eval mode) from a diffusers pipeline folder (see the module docstring)."""
+    path = Path(path)
+    if not (path / INDEX).is_file():
+        single = (path / CONFIG).is_file()
+        hint = " (a single model folder: use load_unet_folder / load_autoencoder_folder)" if single else ""
+        raise CheckpointError(f"{path} is not a diffusers pipeline folder: it has no {INDEX}{hint}")
+    index = _read_json(path / INDEX)
+    components = {k for k, v in index.items() if not k.startswith("_") and v and v[0] is not None}
+    extra = sorted(components - {"unet", "scheduler", *FIRST_STAGE_NAMES})
+    if extra:
+        raise CheckpointError(f"{path} has components ldmkit does not import: {', '.join(extra)}; ldmkit reads "
+                              "unet, vae or vqvae, and scheduler (text encoders are not converted)")
+    if "unet" not in components:
+        raise CheckpointError(f"{path} has no unet component")
+    unet_class, unet_config, unet_tensors = read_model_folder(path / "unet")
+    unet_cfg = diffusers_unet.config_from_diffusers(unet_class, unet_config)
+    stage_path = _first_stage_folder(path, index)
+    if stage_path is None:
+        stage_cfg, scale, stage_tensors = AutoencoderConfig(kind="identity", in_channels=unet_cfg.out_channels), 1.0, {}
+    else:
+        stage_class, stage_config, stage_tensors = read_model_folder(stage_path)
+        stage_cfg, scale = ae.config_from_diffusers(stage_class, stage_config)
+    diffusion = load_scheduler_folder(path / "scheduler") if "scheduler" in components else DiffusionConfig()
+    super_resolution = index.get("_class_name") == "LDMSuperResolutionPipeline"
+    if super_resolution:
+        scale = 1.0  # that pipeline ignores the first stage's scaling_factor
+        conditioning = conditioning or _super_resolution(stage_cfg, ConditioningConfig())
+    cfg = LDMConfig(stage_cfg, unet_cfg, diffusion, conditioning or ConditioningConfig(), scale,
+                    unet_cfg.sample_size * stage_cfg.downsample_factor)
+    if (path / LDMKIT_CONFIG).is_file():
+        try:
+            saved = from_dict(LDMConfig, _read_json(path / LDMKIT_CONFIG).get("config"))
+        except ConfigError as err:
+            raise CheckpointError(f"{path / LDMKIT_CONFIG} does not fit this ldmkit version: {err}") from err
+        _check_saved(path, saved, cfg)
+        cfg = saved
+    model = LatentDiffusion(cfg)
+    if model.conditioner.state_dict():
+        raise CheckpointError(f"{path} holds no weights for the '{cfg.conditioning.kind}' conditioner it needs")
+    tensors = {f"unet.{k}": v for k, v in diffusers_unet.from_diffusers_state_dict(unet_tensors, cfg.unet).items()}
+    if stage_path is not None:
+        stage = ae.from_diffusers_state_dict(stage_tensors, cfg.first_stage)
+        tensors.update({f"first_stage.{k}": v for k, v in stage.items()})
+    load_exact(model, tensors, str(path))
+    return model.eval()

@@ -1,0 +1,89 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import ldmkit
+from ldmkit.conditioning.base import Conditioner
+from ldmkit.errors import ConfigError
+from ldmkit.evaluation.generation import DataConditions, all_gather_rows, check_conditions, generated_features
+
+
+def test_features_of_a_sample_depend_on_its_seed_only(tiny_ldm_file, tiny_features):
+    pipe = ldmkit.load(tiny_ldm_file, device="cpu")
+    whole, preview = generated_features(pipe, tiny_features, n=3, seed=5, steps=2, batch_size=3, keep_images=2)
+    single, _ = generated_features(pipe, tiny_features, n=3, seed=5, steps=2, batch_size=1)
+    torch.testing.assert_close(whole.features, single.features, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(whole.logits, single.logits, rtol=1e-4, atol=1e-5)
+    assert whole.features.shape == (3, 8) and whole.logits.shape == (3, 5) and preview.shape == (2, 3, 32, 32)
+    # sample i of a run from seed 5 is sample i - 1 of a run from seed 6
+    shifted, _ = generated_features(pipe, tiny_features, n=2, seed=6, steps=2, batch_size=2)
+    torch.testing.assert_close(shifted.features, whole.features[1:], rtol=1e-4, atol=1e-5)
+
+
+def test_single_process_gather_is_the_identity():
+    rows = torch.arange(10.0).reshape(5, 2)
+    assert torch.equal(all_gather_rows(rows, 5, 0, 1), rows)
+
+
+class LabelConditioner(Conditioner):
+    batch_keys = ("label",)
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 50
+
+    def __getitem__(self, i):
+        return {"image": torch.full((3, 4, 4), float(i)), "label": 100 + i, "caption": f"item {i}", "index": i}
+
+
+def fake_pipe(kind: str, conditioner: Conditioner):
+    config = SimpleNamespace(conditioning=SimpleNamespace(kind=kind))
+    return SimpleNamespace(config=config, model=SimpleNamespace(conditioner=conditioner), device=torch.device("cpu"))
+
+
+def test_conditions_come_from_random_reference_samples_chosen_by_each_seed():
+    conditions = DataConditions(ListDataset(), fake_pipe("class", LabelConditioner()))
+    picks = conditions.picks([3, 4, 5, 6])
+    assert picks == conditions.picks([3, 4]) + conditions.picks([5, 6])  # a seed's pick ignores its batch
+    assert len(set(conditions.picks(range(40)))) > 20  # spread over the dataset
+    labels = conditions([3, 4, 5, 6])  # the conditioner's own `prepare` reads its batch_keys
+    assert labels.tolist() == [100 + i for i in picks]
+
+
+def test_a_conditional_model_needs_a_source_of_conditions():
+    with pytest.raises(ConfigError, match="conditioned on 'class' \\(it reads label.*--condition-from-data"):
+        check_conditions(fake_pipe("class", LabelConditioner()), None)
+    check_conditions(fake_pipe("none", Conditioner()), None)
+
+
+def test_a_class_conditional_model_samples_with_the_labels_of_random_reference_images(image_folder, tiny_features):
+    pytest.importorskip("ldmkit.conditioning.class_embedder")
+    from ldmkit.conditioning import ConditioningConfig
+    from ldmkit.conditioning.sections import ClassConfig
+    from ldmkit.data import DataConfig, build_dataset
+    from ldmkit.pipeline import LatentDiffusion, LDMConfig, Pipeline
+    from ldmkit.unet.config import UNetConfig
+
+    unet = UNetConfig(in_channels=3, out_channels=3, model_channels=32, channel_mult=(1, 2), num_res_blocks=1,
+                      attention_resolutions=(2,), num_head_channels=16, use_spatial_transformer=True, context_dim=16)
+    cfg = LDMConfig(unet=unet, conditioning=ConditioningConfig(kind="class", class_label=ClassConfig(2, 16)),
+                    image_size=16)
+    pipe = Pipeline(LatentDiffusion(cfg))
+    dataset = build_dataset(DataConfig(dataset="folder", path=str(image_folder), resolution=16), "all")
+    conditions = DataConditions(dataset, pipe)
+    seen = []
+    original = pipe.model.conditioner.forward
+
+    def spy(raw, *args, **kwargs):
+        seen.append(raw)
+        return original(raw, *args, **kwargs)
+
+    pipe.model.conditioner.forward = spy
+    with pytest.raises(ConfigError, match="conditioned on 'class'"):
+        generated_features(pipe, tiny_features, n=4, steps=1)
+    samples, _ = generated_features(pipe, tiny_features, n=4, steps=1, batch_size=4, conditions=conditions)
+    assert samples.features.shape == (4, 8)
+    expected = [dataset[j]["label"] for j in conditions.picks([0, 1, 2, 3])]  # the folders a/ and b/
+    assert seen[0].tolist() == expected

@@ -1,0 +1,180 @@
+"""Loading CompVis checkpoints: EMA selection, conversion round trip, safety, and errors that name the tensor."""
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import ldmkit
+from ldmkit.config import read_yaml
+from ldmkit.errors import CheckpointError
+from ldmkit.interop.compvis import convert_compvis, find_original_pair, load_compvis, read_state_dict
+from ldmkit.interop.compvis_config import translate
+from ldmkit.interop.compvis_weights import to_compvis
+from ldmkit.pipeline.model import LatentDiffusion
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(os.environ.get("LDMKIT_COMPVIS_FIXTURES", REPO / ".." / "shared" / "fixtures" / "compvis"))
+
+
+def case(name):
+    folder = FIXTURES / name
+    assert (folder / "model.ckpt").is_file(), f"CompVis fixtures missing at {folder}"
+    return folder / "model.ckpt", folder / "config.yaml"
+
+
+def unet_out(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, model.config.unet.in_channels, 8, 8, generator=g)
+    context = torch.randn(2, 1, model.config.unet.context_dim, generator=g) if model.config.unet.context_dim else None
+    with torch.no_grad():
+        return model.unet(x, torch.tensor([10, 500]), context=context)
+
+
+def test_ema_is_used_by_default_and_can_be_turned_off():
+    ckpt, config = case("kl_crossattn_class")
+    ema, raw = load_compvis(ckpt, config), load_compvis(ckpt, config, use_ema=False)
+    assert not torch.equal(unet_out(ema), unet_out(raw))
+    state = read_state_dict(ckpt)
+    name = "input_blocks.1.0.in_layers.0.weight"
+    assert torch.equal(ema.unet.state_dict()[name], state["model_ema.diffusion_modelinput_blocks10in_layers0weight"])
+    assert torch.equal(raw.unet.state_dict()[name], state["model.diffusion_model." + name])
+    pipe = ldmkit.load(ckpt, device="cpu", config=config)
+    assert torch.equal(unet_out(pipe.model), unet_out(ema))
+
+
+@pytest.mark.parametrize("name", ["kl_crossattn_class", "kl_crossattn_bert"])
+def test_convert_round_trip(tmp_path, name):
+    ckpt, config = case(name)
+    target = convert_compvis(ckpt, config, tmp_path / "converted")
+    with safe_open(str(target), framework="pt") as f:
+        assert f.metadata()["ldmkit.kind"] == "ldm" and "compvis" in f.metadata()["ldmkit.converted_from"]
+    for use_ema in (True, False) if name.endswith("class") else (True,):  # only the class case has EMA weights
+        direct = ldmkit.load(ckpt, device="cpu", use_ema=use_ema, config=config)
+        converted = ldmkit.load(tmp_path / "converted", device="cpu", use_ema=use_ema)
+        assert converted.config == direct.config
+        ours, theirs = converted.model.state_dict(), direct.model.state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+        condition = [1, 2] if name.endswith("class") else ["a red apple", "a cat"]
+        a = direct.latents([0, 1], condition, steps=2, guidance=2.0)
+        assert torch.equal(a, converted.latents([0, 1], condition, steps=2, guidance=2.0))
+
+
+def test_original_pair_is_found_in_a_folder_or_beside_the_checkpoint(tmp_path):
+    ckpt, config = case("vq_uncond_attention")
+    folder = tmp_path / "original"
+    folder.mkdir()
+    (folder / "model.ckpt").symlink_to(ckpt)
+    (folder / "v1.yaml").symlink_to(config)
+    assert find_original_pair(folder) == (folder / "model.ckpt", folder / "v1.yaml")
+    assert find_original_pair(folder / "model.ckpt") == (folder / "model.ckpt", folder / "v1.yaml")
+    assert ldmkit.load(folder, device="cpu").config.first_stage.kind == "vq"
+    (folder / "other.yaml").write_text("model: {}\n")
+    with pytest.raises(CheckpointError, match="several YAML"):
+        find_original_pair(folder)
+    converted = convert_compvis(ckpt, config, tmp_path / "converted")
+    assert find_original_pair(converted) is None and find_original_pair(converted.parent) is None
+
+
+def test_wrong_architecture_names_the_tensor(tmp_path):
+    ckpt, config = case("kl_concat_sr")
+    data = read_yaml(config.read_text())
+    data["model"]["params"]["unet_config"]["params"]["model_channels"] = 64
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump(data))
+    with pytest.raises(CheckpointError, match=r"wrong shape model\.diffusion_model\.[\w.]+: checkpoint \("):
+        load_compvis(ckpt, wrong)
+    data = read_yaml(config.read_text())
+    data["model"]["params"]["linear_end"] = 0.012
+    wrong.write_text(yaml.safe_dump(data))
+    with pytest.raises(CheckpointError, match="alphas_cumprod"):
+        load_compvis(ckpt, wrong)
+
+
+def test_unknown_tensors_fail_and_a_scale_factor_buffer_wins(tmp_path):
+    ckpt, config = case("kl_concat_sr")
+    state = read_state_dict(ckpt)
+    save_file({**state, "scale_factor": torch.tensor(0.25)}, tmp_path / "scaled.safetensors")
+    assert load_compvis(tmp_path / "scaled.safetensors", config).config.scale_factor == 0.25
+    save_file({**state, "extra.weight": torch.zeros(1)}, tmp_path / "extra.safetensors")
+    with pytest.raises(CheckpointError, match="extra.weight"):
+        load_compvis(tmp_path / "extra.safetensors", config)
+    del state["first_stage_model.decoder.conv_out.bias"]
+    save_file(state, tmp_path / "missing.safetensors")
+    with pytest.raises(CheckpointError, match="missing first_stage_model.decoder.conv_out.bias"):
+        load_compvis(tmp_path / "missing.safetensors", config)
+
+
+class Exploit:
+    """Unpickling this would create `marker` (a stand-in for arbitrary code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("fmt", ["torch.save", "pickle"])
+def test_a_pickle_that_runs_code_is_refused(tmp_path, fmt):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.ckpt"
+    payload = {"state_dict": {"a": torch.zeros(1)}, "callback": Exploit(marker)}
+    if fmt == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(CheckpointError, match="safetensors"):
+        read_state_dict(path)
+    assert not marker.exists()
+
+
+def test_hybrid_and_identity_models_round_trip_through_the_compvis_layout(tmp_path):
+    """to_compvis is the inverse of the loader, for layouts the fixtures do not cover."""
+    unet = {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel", "params": {
+        "image_size": 8, "in_channels": 7, "out_channels": 4, "model_channels": 32, "attention_resolutions": [2],
+        "num_res_blocks": 1, "channel_mult": [1, 2], "num_head_channels": 16, "use_spatial_transformer": True,
+        "context_dim": 16}}
+    data = {"model": {"target": "ldm.models.diffusion.ddpm.LatentDiffusion", "params": {
+        "linear_start": 0.0015, "linear_end": 0.0195, "image_size": 8, "channels": 4, "conditioning_key": "hybrid",
+        "unet_config": unet, "first_stage_config": {"target": "ldm.models.autoencoder.AutoencoderKL", "params": {
+            "embed_dim": 4, "ddconfig": {"double_z": True, "z_channels": 4, "resolution": 16, "in_channels": 3,
+                                         "out_ch": 3, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+                                         "attn_resolutions": [8], "dropout": 0.0}}},
+        "cond_stage_config": {"target": "ldm.modules.encoders.modules.ClassEmbedder",
+                              "params": {"n_classes": 5, "embed_dim": 16}}}}}
+    (tmp_path / "hybrid.yaml").write_text(yaml.safe_dump(data))
+    torch.manual_seed(0)
+    original = LatentDiffusion(translate(data).config)
+    save_file({k: v.contiguous() for k, v in to_compvis(original).items()}, tmp_path / "hybrid.safetensors")
+    loaded = load_compvis(tmp_path / "hybrid.safetensors", tmp_path / "hybrid.yaml")
+    assert loaded.config.first_stage.attn_factors == (2,)
+    raw = {"class": [1, 4], "low_res": torch.randn(2, 3, 8, 8)}
+    cond = loaded.condition(raw, 2, torch.device("cpu"))
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([3, 700])
+    with torch.no_grad():
+        assert torch.equal(loaded.unet(x, t, **cond), original.unet(x, t, **original.condition(raw, 2, x.device)))
+
+
+def test_a_damaged_checkpoint_is_named(tmp_path):
+    (tmp_path / "broken.ckpt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="broken.ckpt is not a readable PyTorch checkpoint"):
+        read_state_dict(tmp_path / "broken.ckpt")
+    torch.save({"state_dict": {"a": torch.zeros(1)}, "epoch": 3}, tmp_path / "ok.ckpt")
+    assert list(read_state_dict(tmp_path / "ok.ckpt")) == ["a"]
+
+
+@pytest.mark.parametrize("name", ["kl_crossattn_class", "kl_crossattn_bert"])
+def test_the_null_condition_is_the_one_compvis_guides_with(name):
+    """Pipeline guidance uses model.null_condition: class 10 of 11 / the empty prompt, as in the fixtures."""
+    from safetensors.torch import load_file
+
+    ckpt, config = case(name)
+    expected = load_file(ckpt.parent / "expected.safetensors")["uncond_cond"]
+    null = load_compvis(ckpt, config).null_condition(2, torch.device("cpu"))["context"]
+    torch.testing.assert_close(null, expected, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,91 @@
+"""Stable Diffusion v1 (FrozenCLIPEmbedder): the CLIP text encoder through the optional `transformers`.
+
+Skipped when transformers is not installed (it is the optional extra ldmkit[clip]). A tiny random
+CLIPTextModel and a tiny BPE tokenizer are written to a local folder; nothing is downloaded.
+"""
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+transformers = pytest.importorskip("transformers")
+
+from ldmkit.conditioning import ConditioningConfig, build_conditioner  # noqa: E402
+from ldmkit.conditioning.sections import TextConfig  # noqa: E402
+from ldmkit.interop.compvis import load_compvis  # noqa: E402
+from ldmkit.interop.compvis_config import translate  # noqa: E402
+from ldmkit.interop.compvis_weights import to_compvis  # noqa: E402
+from ldmkit.pipeline.model import LatentDiffusion  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory):
+    """A CLIP text model (width 32, 2 layers) with random weights and a 35-entry BPE tokenizer."""
+    folder = tmp_path_factory.mktemp("clip")
+    letters = list("acdeglioprt")
+    vocab = letters + [c + "</w>" for c in letters] + ["ca", "cat</w>", "re", "red</w>", "ap", "app", "appl",
+                                                        "apple</w>", "do", "dog</w>", "<unk>", "<|startoftext|>",
+                                                        "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\nc a\nca t</w>\nr e\nre d</w>\na p\nap p\napp l\nappl e</w>\n"
+                                       "d o\ndo g</w>\n")
+    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    tokenizer.save_pretrained(str(folder))
+    config = transformers.CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                                         bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1,
+                                         pad_token_id=len(vocab) - 1)
+    torch.manual_seed(0)
+    transformers.CLIPTextModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def reference(folder, prompts, model=None):
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(folder))
+    model = model or transformers.CLIPTextModel.from_pretrained(str(folder))
+    ids = tokenizer(prompts, truncation=True, max_length=77, padding="max_length", return_tensors="pt").input_ids
+    with torch.no_grad():
+        return model(input_ids=ids).last_hidden_state  # as SD's FrozenCLIPEmbedder: no attention mask
+
+
+def test_clip_conditioner_matches_the_clip_text_model(clip_folder):
+    model = build_conditioner(ConditioningConfig(kind="text", text=TextConfig(
+        encoder="clip", embed_dim=32, weights_path=str(clip_folder))))
+    prompts = ["a red apple", "a cat"]
+    torch.testing.assert_close(model(prompts, 2, CPU)["context"], reference(clip_folder, prompts))
+    torch.testing.assert_close(model.null(1, CPU)["context"], reference(clip_folder, [""]))
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_stable_diffusion_layout_loads_with_a_local_clip_folder(clip_folder, tmp_path):
+    unet = {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel", "params": {
+        "image_size": 8, "in_channels": 4, "out_channels": 4, "model_channels": 32, "attention_resolutions": [2, 1],
+        "num_res_blocks": 1, "channel_mult": [1, 2], "num_heads": 2, "use_spatial_transformer": True,
+        "transformer_depth": 1, "context_dim": 32, "use_checkpoint": True, "legacy": False}}
+    data = {"model": {"base_learning_rate": 1e-4, "target": "ldm.models.diffusion.ddpm.LatentDiffusion", "params": {
+        "linear_start": 0.00085, "linear_end": 0.012, "timesteps": 1000, "first_stage_key": "jpg",
+        "cond_stage_key": "txt", "image_size": 8, "channels": 4, "cond_stage_trainable": False,
+        "conditioning_key": "crossattn", "scale_factor": 0.18215, "use_ema": False, "unet_config": unet,
+        "first_stage_config": {"target": "ldm.models.autoencoder.AutoencoderKL", "params": {
+            "embed_dim": 4, "ddconfig": {"double_z": True, "z_channels": 4, "resolution": 16, "in_channels": 3,
+                                         "out_ch": 3, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1,
+                                         "attn_resolutions": [], "dropout": 0.0},
+            "lossconfig": {"target": "torch.nn.Identity"}}},
+        "cond_stage_config": {"target": "ldm.modules.encoders.modules.FrozenCLIPEmbedder"}}}}
+    (tmp_path / "v1-inference.yaml").write_text(yaml.safe_dump(data))
+    original = LatentDiffusion(translate(data, str(clip_folder)).config)
+    with torch.no_grad():  # the checkpoint's CLIP weights differ from the folder's: they must win
+        original.conditioner.transformer.text_model.final_layer_norm.bias.add_(0.5)
+    state = to_compvis(original)
+    state["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "sd.safetensors")
+    loaded = load_compvis(tmp_path / "sd.safetensors", tmp_path / "v1-inference.yaml", text_encoder=clip_folder)
+    context = loaded.condition(["a red apple"], 1, CPU)["context"]
+    torch.testing.assert_close(context, reference(clip_folder, ["a red apple"],
+                                                                 original.conditioner.transformer.text_model))
+    assert context.shape == (1, 77, 32)

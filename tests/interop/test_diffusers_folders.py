@@ -1,0 +1,134 @@
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from ldmkit.autoencoder import AutoencoderConfig
+from ldmkit.conditioning import ConditioningConfig
+from ldmkit.conditioning.sections import LowResConfig
+from ldmkit.diffusion.schedule import DiffusionConfig
+from ldmkit.errors import CheckpointError, ConfigError
+from ldmkit.interop.diffusers_folders import (
+    LDMKIT_CONFIG,
+    load_diffusers_folder,
+    load_unet_folder,
+    save_diffusers_folder,
+    save_unet_folder,
+)
+from ldmkit.interop.diffusers_unet import diffusers_config
+from ldmkit.pipeline import LatentDiffusion, LDMConfig, Pipeline
+from ldmkit.unet import UNET_PRESETS, UNet
+
+diffusers = pytest.importorskip("diffusers")
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+
+KL = AutoencoderConfig(kind="kl", ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_factors=(2,))
+VQ = AutoencoderConfig(kind="vq", ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=4, embed_dim=4, n_embed=16)
+
+
+def plain(config) -> dict:
+    return json.loads(json.dumps({k: v for k, v in config.items() if not k.startswith("_")}))
+
+
+@pytest.mark.parametrize("name", ["tiny-legacy", "tiny-crossattn"])  # UNet2DModel, UNet2DConditionModel
+def test_unet_folder_round_trips_through_diffusers(name, tmp_path, randomize):
+    cfg = UNET_PRESETS[name]
+    ours = randomize(UNet(cfg))
+    save_unet_folder(ours, tmp_path / "ours")
+    class_name, _ = diffusers_config(cfg)
+    theirs = getattr(diffusers, class_name).from_pretrained(tmp_path / "ours").eval()
+    g = torch.Generator().manual_seed(1)
+    x, t = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([3, 901])
+    kw, their_kw = {}, {}
+    if cfg.num_classes:
+        kw["y"] = their_kw["class_labels"] = torch.tensor([1, 4])
+    if cfg.context_dim:
+        kw["context"] = their_kw["encoder_hidden_states"] = torch.randn(2, 5, cfg.context_dim, generator=g)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(x, t, **their_kw).sample, ours(x, t, **kw), atol=1e-5, rtol=1e-5)
+    theirs.save_pretrained(tmp_path / "theirs")  # diffusers -> ldmkit -> diffusers
+    save_unet_folder(load_unet_folder(tmp_path / "theirs"), tmp_path / "back")
+    again = type(theirs).from_pretrained(tmp_path / "back")
+    assert plain(again.config) == plain(theirs.config)
+    expected, back = theirs.state_dict(), again.state_dict()
+    assert back.keys() == expected.keys() and all(torch.equal(back[k], expected[k]) for k in expected)
+
+
+def tiny_ldm(first_stage: AutoencoderConfig, randomize, image_size: int = 16,
+             conditioning: ConditioningConfig = ConditioningConfig()) -> LatentDiffusion:
+    scale = 1.0 if first_stage.kind == "identity" or conditioning.kind != "none" else 0.7
+    channels = first_stage.latent_channels
+    unet = dataclasses.replace(UNET_PRESETS["tiny"], in_channels=channels + conditioning.concat_channels(channels),
+                               out_channels=channels)
+    cfg = LDMConfig(first_stage, unet, DiffusionConfig(), conditioning, scale_factor=scale, image_size=image_size)
+    return randomize(LatentDiffusion(cfg))
+
+
+def test_ldm_pipeline_from_the_folder_samples_the_same_images(tmp_path, randomize):
+    model = tiny_ldm(KL, randomize)
+    save_diffusers_folder(model, tmp_path)
+    pipe = diffusers.LDMPipeline.from_pretrained(tmp_path)
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(batch_size=1, generator=torch.Generator().manual_seed(7), num_inference_steps=4,
+                  output_type="np").images  # (1, H, W, 3) in [0, 1]
+    ours = Pipeline(model)
+    images = ours.decode(ours.latents([7], steps=4))  # (1, 3, H, W) in [-1, 1]
+    torch.testing.assert_close(torch.from_numpy(theirs).permute(0, 3, 1, 2), images / 2 + 0.5, atol=1e-5, rtol=1e-5)
+
+
+def test_super_resolution_pipeline_from_the_folder_samples_the_same_images(tmp_path, randomize):
+    vq3 = dataclasses.replace(VQ, z_channels=3, embed_dim=3)  # the pipeline needs latent = image channels
+    sr = ConditioningConfig(kind="low_res", low_res=LowResConfig(factor=2))
+    model = tiny_ldm(vq3, randomize, conditioning=sr)
+    save_diffusers_folder(model, tmp_path)
+    module = pytest.importorskip("diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution")
+    pipe = module.LDMSuperResolutionPipeline.from_pretrained(tmp_path)  # diffusers exports it with transformers
+    pipe.set_progress_bar_config(disable=True)
+    low_res = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    theirs = pipe(image=low_res, generator=torch.Generator().manual_seed(7), num_inference_steps=4,
+                  output_type="np").images
+    ours = Pipeline(model)
+    images = ours.decode(ours.latents([7], low_res, steps=4))
+    torch.testing.assert_close(torch.from_numpy(theirs).permute(0, 3, 1, 2), images / 2 + 0.5, atol=1e-5, rtol=1e-5)
+    (tmp_path / LDMKIT_CONFIG).unlink()
+    bare = load_diffusers_folder(tmp_path).config
+    assert (bare.conditioning, bare.scale_factor, bare.image_size) == (sr, 1.0, 16)
+
+
+@pytest.mark.parametrize("first_stage", [KL, VQ, AutoencoderConfig(kind="identity")], ids=["kl", "vq", "pixel"])
+def test_ldm_folder_reads_back_as_the_same_model(first_stage, tmp_path, randomize):
+    model = tiny_ldm(first_stage, randomize, image_size=8 if first_stage.kind == "identity" else 16)
+    save_diffusers_folder(model, tmp_path / "out")
+    index = json.loads((tmp_path / "out" / "model_index.json").read_text())
+    assert index["_class_name"] == ("DDIMPipeline" if first_stage.kind == "identity" else "LDMPipeline")
+    back = load_diffusers_folder(tmp_path / "out")
+    assert back.config == model.config
+    expected = model.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in back.state_dict().items())
+    (tmp_path / "out" / LDMKIT_CONFIG).unlink()  # from the diffusers configs alone
+    bare = load_diffusers_folder(tmp_path / "out")
+    assert (bare.config.scale_factor, bare.config.image_size, bare.config.diffusion) == \
+           (model.config.scale_factor, model.config.image_size, model.config.diffusion)
+
+
+def test_folders_ldmkit_cannot_import_are_named(tmp_path, randomize):
+    model = tiny_ldm(KL, randomize)
+    save_diffusers_folder(model, tmp_path / "out")
+    with pytest.raises(CheckpointError, match="not empty"):
+        save_diffusers_folder(model, tmp_path / "out")
+    config = json.loads((tmp_path / "out" / LDMKIT_CONFIG).read_text())
+    config["config"]["scale_factor"] = 0.5
+    (tmp_path / "out" / LDMKIT_CONFIG).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="scale_factor"):
+        load_diffusers_folder(tmp_path / "out")
+    index = json.loads((tmp_path / "out" / "model_index.json").read_text())
+    index["text_encoder"] = ["transformers", "CLIPTextModel"]
+    (tmp_path / "out" / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="text_encoder"):
+        load_diffusers_folder(tmp_path / "out")
+    with pytest.raises(CheckpointError, match="no model_index.json.*load_unet_folder"):
+        load_diffusers_folder(tmp_path / "out" / "unet")
+    with pytest.raises(ConfigError, match="embed_dim"):
+        save_diffusers_folder(tiny_ldm(AutoencoderConfig(kind="kl", ch=32, ch_mult=(1, 2), z_channels=3,
+                                                          embed_dim=4), randomize), tmp_path / "kl")

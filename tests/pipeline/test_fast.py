@@ -1,0 +1,59 @@
+"""The fast inference path (pipeline/fast.py): bfloat16 and compiled Pipelines against the float32 one."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+from ldmkit.autoencoder import AutoencoderConfig
+from ldmkit.conditioning import ConditioningConfig
+from ldmkit.conditioning.sections import ClassConfig
+from ldmkit.pipeline import LatentDiffusion, LDMConfig, Pipeline
+from ldmkit.unet import UNET_PRESETS
+
+KL = AutoencoderConfig(kind="kl", ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_factors=(2,))
+VQ = AutoencoderConfig(kind="vq", ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=4, embed_dim=4, n_embed=16)
+BF16_TOL = 0.02  # images in [-1, 1]; measured max differences of these models: 2e-3 (KL), 1.3e-3 (VQ)
+
+
+def random_model(first_stage: AutoencoderConfig, seed: int = 0) -> LatentDiffusion:
+    """A class-conditional tiny LDM (cross-attention to a class token) with all weights random."""
+    unet = dataclasses.replace(UNET_PRESETS["tiny-crossattn"], context_dim=32)
+    cond = ConditioningConfig(kind="class", class_label=ClassConfig(num_classes=3, embed_dim=32))
+    model = LatentDiffusion(LDMConfig(first_stage, unet, conditioning=cond, scale_factor=0.8, image_size=16))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.1 if p.dim() == 1 else p[0].numel() ** -0.5))
+    return model.eval()
+
+
+def images(pipe: Pipeline, guidance: float = 3.0) -> torch.Tensor:
+    z = pipe.latents([0, 1], [0, 2], steps=5, guidance=guidance)
+    return pipe.decode(z)  # (2, 3, 16, 16) in [-1, 1]
+
+
+@pytest.mark.parametrize("first_stage", [KL, VQ], ids=["kl", "vq"])
+def test_bfloat16_pipeline_is_close_to_float32(first_stage):
+    model = random_model(first_stage)
+    reference = images(Pipeline(copy.deepcopy(model)))
+    fast = Pipeline(model, dtype=torch.bfloat16)
+    assert next(model.unet.parameters()).dtype == torch.bfloat16
+    assert next(model.first_stage.encoder.parameters()).dtype == torch.float32  # image conditions still encode
+    out = images(fast)
+    assert out.dtype == torch.float32 and reference.abs().max() > 0.1
+    assert (out - reference).abs().max() < BF16_TOL
+
+
+def test_compiled_float32_pipeline_matches_eager():
+    pytest.importorskip("torch._inductor")
+    model = random_model(KL)
+    reference = images(Pipeline(copy.deepcopy(model)))
+    out = images(Pipeline(model, compile=True))
+    torch.testing.assert_close(out, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_unknown_dtype_is_refused():
+    with pytest.raises(ValueError, match="dtype"):
+        Pipeline(random_model(KL), dtype=torch.int8)

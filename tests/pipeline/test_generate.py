@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ldmkit
+from ldmkit.cli import main
+from ldmkit.errors import ShapeError
+from ldmkit.pipeline import read_params
+from ldmkit.pipeline.tiling import decode_tiled
+
+
+def test_load_and_sample_returns_pil_images_with_their_parameters(ldm_file):
+    pipe = ldmkit.load(ldm_file, device="cpu")
+    images = pipe(n=3, steps=4, sampler="ddim", seed=7, batch_size=2)
+    assert [im.size for im in images] == [(16, 16)] * 3
+    assert '"seed": 8' in images[1].info["ldmkit"]
+
+
+def test_an_image_depends_on_its_seed_not_on_its_batch(ldm_file):
+    pipe = ldmkit.load(ldm_file, device="cpu")
+    together = pipe(n=3, steps=4, seed=10, batch_size=3)
+    alone = pipe(n=1, steps=4, seed=11)
+    a, b = np.asarray(together[1], dtype=int), np.asarray(alone[0], dtype=int)
+    assert np.abs(a - b).max() <= 1  # float reduction order may differ with the batch size
+
+
+def test_ema_weights_are_the_default(ldm_file):
+    ema, raw = ldmkit.load(ldm_file, device="cpu"), ldmkit.load(ldm_file, device="cpu", use_ema=False)
+    assert not torch.equal(ema.model.unet.out[2].weight, raw.model.unet.out[2].weight)
+
+
+def test_png_metadata_regenerates_the_same_image(ldm_file, tmp_path):
+    out = tmp_path / "samples"
+    assert main(["sample", str(ldm_file), "--n", "3", "--steps", "3", "--seed", "5", "--batch-size", "3",
+                 "--sampler", "euler_a", "--out", str(out), "--device", "cpu"]) == 0
+    params = read_params(out / "000006.png")
+    assert params["seed"] == 6 and params["sampler"] == "euler_a" and params["batch_seeds"] == [5, 6, 7]
+    again = tmp_path / "again"
+    assert main(["sample", "--from-png", str(out / "000006.png"), "--out", str(again)]) == 0
+    a, b = Image.open(out / "000006.png"), Image.open(again / "000006.png")
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert (out / "grid.png").is_file()
+
+
+def test_sampling_larger_than_training_and_clear_size_errors(ldm_file):
+    pipe = ldmkit.load(ldm_file, device="cpu")
+    assert pipe(n=1, steps=2, height=32, width=48)[0].size == (48, 32)
+    with pytest.raises(ShapeError, match="height 30 px is not a multiple of 4.*use 28 or 32"):
+        pipe(n=1, steps=2, height=30)
+
+
+def test_tiled_decoding_matches_whole_decoding_where_the_decoder_is_local():
+    def decode(z):  # a pointwise "decoder" with f = 2: tiles must reproduce it exactly
+        return torch.nn.functional.interpolate(z[:, :3] * 2, scale_factor=2, mode="nearest")
+
+    z = torch.randn(2, 4, 40, 56)
+    tiled = decode_tiled(decode, z, factor=2, tile=16, overlap=4)
+    torch.testing.assert_close(tiled, decode(z))
