@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 # Without CUDA, torch==2.13.0 resolves to the CPU wheel (on disk here); with a GPU, pip picks the CUDA build.
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || echo "torch==2.13.0")
 RUN ?= runs/emoji
-AE_STEPS ?= 1500
-AE_DISC_START ?= 1000
+AE_STEPS ?= 1200
+AE_DISC_START ?= 900
 LDMKIT := OMP_NUM_THREADS=$(or $(OMP_NUM_THREADS),2) $(BIN)/ldmkit
 .PHONY: install test emoji clean
 
@@ -31,7 +31,7 @@ emoji:
 	  --set loss.disc_start=$(AE_DISC_START) --out $(RUN)/autoencoder; fi
 	@if [ -e $(RUN)/ldm/checkpoints/latest ]; then $(LDMKIT) train --resume $(RUN)/ldm; \
 	else $(LDMKIT) train configs/ldm/emoji64-kl-f4.yaml --set first_stage=$(RUN)/autoencoder --out $(RUN)/ldm; fi
-	$(LDMKIT) sample $(RUN)/ldm --n 16 --steps 50 --sampler ddim --seed 0 --out $(RUN)/samples
+	$(LDMKIT) sample $(RUN)/ldm --n 16 --steps 200 --sampler ddpm --seed 0 --out $(RUN)/samples
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -14,19 +14,20 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
 
     Original CompVis checkpoints load directly: `load("model.ckpt", config="model.yaml")`, or a
     folder holding one checkpoint and one YAML (`ldmkit.interop.compvis.find_original_pair`);
-    `text_encoder` is a local CLIP folder, needed for Stable Diffusion checkpoints only.
-    `dtype` (e.g. torch.bfloat16; None: float32) and `compile` select the fast inference path
-    (`ldmkit.pipeline.fast`).
+    `text_encoder` is a local CLIP folder, needed for Stable Diffusion checkpoints only. So do
+    diffusers pipeline folders (`load("ldm-folder")`, one with model_index.json; see
+    `ldmkit.interop.foreign_models`). `dtype` (e.g. torch.bfloat16; None: float32) and `compile`
+    select the fast inference path (`ldmkit.pipeline.fast`).
     """
-    from ldmkit.interop.compvis import find_original_pair, load_compvis
+    from ldmkit.interop.foreign_models import load_foreign
     from ldmkit.pipeline import Pipeline
     from ldmkit.pipeline import load as _load
 
     fast = {} if dtype is None else {"dtype": dtype}
-    pair = find_original_pair(path, config)
-    if pair is None:
+    found = load_foreign(path, config, use_ema=use_ema, text_encoder=text_encoder)
+    if found is None:
         return _load(path, device=device, use_ema=use_ema, compile=compile, **fast)
     from ldmkit.device import pick_device
 
-    model = load_compvis(*pair, use_ema=use_ema, text_encoder=text_encoder)
-    return Pipeline(model, pick_device(device), source=str(pair[0]), use_ema=use_ema, compile=compile, **fast)
+    model, source = found
+    return Pipeline(model, pick_device(device), source=str(source), use_ema=use_ema, compile=compile, **fast)

@@ -16,7 +16,7 @@ COMMANDS = {
     "cache-latents": ("cache_latents", "encode a dataset once with a frozen first stage"),
     "train": ("train", "train a latent diffusion model (stage 2)"),
     "sample": ("sample", "generate images with a trained latent diffusion model"),
-    "convert": ("convert", "convert an original CompVis checkpoint + YAML into an ldmkit model folder"),
+    "convert": ("convert", "convert a CompVis checkpoint + YAML or a diffusers folder into an ldmkit model folder"),
     "upscale": ("upscale", "4x super-resolution of an image of any size with a super-resolution LDM"),
     "inpaint": ("inpaint", "fill the masked part of an image with an inpainting LDM"),
     "eval": ("eval", "sample-quality metrics of an LDM: FD-EffNet/FID, KID, IS, precision/recall"),

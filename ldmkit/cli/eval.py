@@ -18,7 +18,8 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="ldmkit run folder, checkpoint folder or model file of an LDM")
+    p.add_argument("checkpoint", help="ldmkit run folder, checkpoint folder or model file of an LDM, an original "
+                                      "CompVis .ckpt/.safetensors (with --config) or a diffusers folder")
     p.add_argument("--ref", help="reference: 'openmoji', an image folder, or a .npz of statistics "
                                  "(default: the dataset the run trained on)")
     p.add_argument("--ref-split", default="train", choices=["train", "val", "all"],
@@ -75,17 +76,21 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.evaluation.reference import reference_dataset, reference_statistics
     from ldmkit.evaluation.sample_quality import markdown_table, sample_metrics
     from ldmkit.interop.compvis import find_original_pair
+    from ldmkit.interop.foreign_models import find_diffusers_pipeline
     from ldmkit.training.distributed import setup_distributed, teardown_distributed
 
-    original = find_original_pair(args.checkpoint, args.config)  # (checkpoint, YAML) of a CompVis model
-    if original is not None and args.ref is None:
-        raise ConfigError("an original CompVis checkpoint carries no dataset: give the reference with --ref")
-    model_file = resolve_model_file(args.checkpoint) if original is None else original[0]
+    diffusers_folder = find_diffusers_pipeline(args.checkpoint)
+    original = None if diffusers_folder else find_original_pair(args.checkpoint, args.config)  # CompVis pair
+    if (original is not None or diffusers_folder is not None) and args.ref is None:
+        raise ConfigError("an original CompVis checkpoint or a diffusers folder carries no dataset: give the "
+                          "reference with --ref")
+    model_file = diffusers_folder or (resolve_model_file(args.checkpoint) if original is None else original[0])
+    config = args.config if diffusers_folder else (None if original is None else original[1])
     ref = args.ref or default_reference(model_file)
     ctx = setup_distributed(args.device)
     try:
         pipe = ldmkit.load(model_file, device=str(ctx.device), use_ema=not args.no_ema,
-                           config=None if original is None else original[1], text_encoder=args.text_encoder)
+                           config=config, text_encoder=args.text_encoder)
         resolution = pipe.config.image_size
         network = build_feature_network(args.features, args.inception_weights).to(ctx.device)
         conditions, source = None, None

@@ -1,4 +1,8 @@
-"""`ldmkit eval-autoencoder CHECKPOINT`: PSNR, SSIM and perceptual distance on validation images."""
+"""`ldmkit eval-autoencoder CHECKPOINT`: PSNR, SSIM and perceptual distance on validation images.
+
+Also reads the first stage of an original CompVis pair: `ldmkit eval-autoencoder model.ckpt --config model.yaml`
+(an LDM or a first-stage model; see ldmkit/interop/compvis_autoencoder.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="run folder, checkpoint folder or model.safetensors of an autoencoder")
+    p.add_argument("checkpoint", help="run folder, checkpoint folder or model.safetensors of an autoencoder, or an "
+                                      "original CompVis .ckpt/.safetensors (with --config): an LDM's first stage or "
+                                      "a first-stage model")
+    p.add_argument("--config", help="the original YAML when CHECKPOINT is a CompVis checkpoint")
     p.add_argument("--data", help="image folder to evaluate on (default: the run's dataset, else OpenMoji)")
     p.add_argument("--resolution", type=int, help="image size (default: the run's, else 64)")
     p.add_argument("--split", default="val", choices=["val", "train", "all"])
@@ -29,17 +36,24 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.device import pick_device
     from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid
     from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
+    from ldmkit.interop.compvis import find_original_pair
+    from ldmkit.interop.compvis_autoencoder import load_compvis_autoencoder
 
-    model_file = resolve_model_file(args.checkpoint)
-    _, _, metadata = load_model_file(model_file, kind="autoencoder")
-    run_cfg = json.loads(metadata.get("ldmkit.run_config", "{}"))
+    original = find_original_pair(args.checkpoint, args.config)  # (checkpoint, YAML) of a CompVis model
+    if original is None:
+        model_file = resolve_model_file(args.checkpoint)
+        _, _, metadata = load_model_file(model_file, kind="autoencoder")
+        run_cfg = json.loads(metadata.get("ldmkit.run_config", "{}"))
+    else:  # no run config: the dataset and resolution defaults, or --data / --resolution
+        model_file, run_cfg = original[0], {}
     data = from_dict(DataConfig, run_cfg.get("data", {}))
     if args.data:
         data = dataclasses.replace(data, dataset="folder", path=args.data)
     if args.resolution:
         data = dataclasses.replace(data, resolution=args.resolution)
     device = pick_device(args.device)
-    model = load_autoencoder(model_file).to(device).eval()
+    model = load_autoencoder(model_file) if original is None else load_compvis_autoencoder(*original)
+    model = model.to(device).eval()
     dataset = build_dataset(data, args.split)
     max_batches = None if args.max_images is None else -(-args.max_images // args.batch_size)
     perceptual = build_perceptual(PerceptualConfig()).to(device)

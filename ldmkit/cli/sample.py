@@ -12,8 +12,8 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", nargs="?", help="ldmkit run folder, checkpoint folder or model file, or an "
-                                                 "original CompVis .ckpt/.safetensors (with --config)")
+    p.add_argument("checkpoint", nargs="?", help="ldmkit run folder, checkpoint folder or model file, an original "
+                                                 "CompVis .ckpt/.safetensors (with --config) or a diffusers folder")
     p.add_argument("--config", help="the original YAML of a CompVis checkpoint")
     p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
     p.add_argument("--n", type=int, default=16, help="number of images")

@@ -5,18 +5,16 @@
 `ldmkit.load` and `ldmkit sample` take the original pair directly (see `find_original_pair`).
 EMA weights (`model_ema.*`) are used when present unless use_ema=False; a converted model file
 keeps both sets, as ldmkit's own checkpoints do. `.ckpt` files are read with
-`torch.load(weights_only=True)` only: one that needs pickled code fails with a CheckpointError.
+`torch.load(weights_only=True)` only: one that needs pickled code fails with a CheckpointError
+(tensor_files.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
-import re
 from pathlib import Path
 
-import torch
 import yaml
 
 from ldmkit.checkpoint import MODEL_FILE, save_model_file
@@ -24,47 +22,12 @@ from ldmkit.config import read_yaml
 from ldmkit.errors import CheckpointError
 from ldmkit.interop.compvis_config import Translation, translate
 from ldmkit.interop.compvis_weights import MappedWeights, check_against, split_state
+from ldmkit.interop.tensor_files import read_state_dict
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.model import LatentDiffusion
 
 WEIGHT_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth")
 CONFIG_SUFFIXES = (".yaml", ".yml")
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict of a `.safetensors` file or a (Lightning) `.ckpt`, read without running pickled code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
-    try:
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:  # mmap needs the zip format; legacy files are read whole
-            if "mmap" not in str(err):
-                raise
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL (\S+)", str(err))  # the Python object the pickle asks for
-        if found is None:
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (its pickle is damaged)") from err
-        raise CheckpointError(
-            f"{path} pickles Python objects besides tensors (e.g. {found.group(1)}), and loading those can run "
-            "arbitrary code; ldmkit reads checkpoints with torch.load(weights_only=True) only. Use a .safetensors "
-            "release of the model, or convert this file to .safetensors with a tool you trust.") from err
-    except Exception as err:  # torch.load fails on a damaged file with many error types
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
-    state = data.get("state_dict", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors (expected a 'state_dict' entry)")
-    return state
 
 
 def read_config(path: str | Path, text_encoder: str | Path | None = None) -> Translation:

@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import ldmkit
 from ldmkit.autoencoder.config import AutoencoderConfig
@@ -43,6 +43,7 @@ from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.interop import diffusers_autoencoder as ae
 from ldmkit.interop import diffusers_unet
 from ldmkit.interop.diffusers_scheduler import diffusion_config_from_scheduler, scheduler_config, training_equivalent
+from ldmkit.interop.tensor_files import read_state_dict
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 from ldmkit.unet.model import UNet
 
@@ -92,9 +93,9 @@ def read_model_folder(path: str | Path) -> tuple[str, dict, dict[str, torch.Tens
         raise CheckpointError(f"{path} is not a diffusers model folder: it has no {CONFIG}")
     config = _read_json(path / CONFIG)
     if (path / WEIGHTS).is_file():
-        tensors = load_file(str(path / WEIGHTS))
-    elif (path / WEIGHTS_BIN).is_file():
-        tensors = torch.load(path / WEIGHTS_BIN, map_location="cpu", weights_only=True)
+        tensors = read_state_dict(path / WEIGHTS)
+    elif (path / WEIGHTS_BIN).is_file():  # a pickle: weights_only, see tensor_files.py
+        tensors = read_state_dict(path / WEIGHTS_BIN)
     else:
         found = sorted(p.name for p in path.iterdir())
         raise CheckpointError(f"{path} has no {WEIGHTS} (nor {WEIGHTS_BIN}); it holds {found}. Sharded or "

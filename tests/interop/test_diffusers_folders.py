@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+import ldmkit
 from ldmkit.autoencoder import AutoencoderConfig
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.conditioning.sections import LowResConfig
@@ -65,16 +66,46 @@ def tiny_ldm(first_stage: AutoencoderConfig, randomize, image_size: int = 16,
     return randomize(LatentDiffusion(cfg))
 
 
-def test_ldm_pipeline_from_the_folder_samples_the_same_images(tmp_path, randomize):
-    model = tiny_ldm(KL, randomize)
-    save_diffusers_folder(model, tmp_path)
-    pipe = diffusers.LDMPipeline.from_pretrained(tmp_path)
+def assert_same_images(pipe, ours: Pipeline, seed: int = 7, steps: int = 4) -> None:
+    """diffusers' unconditional pipeline and ldmkit's sample the same images from the same seed."""
     pipe.set_progress_bar_config(disable=True)
-    theirs = pipe(batch_size=1, generator=torch.Generator().manual_seed(7), num_inference_steps=4,
+    theirs = pipe(batch_size=1, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps,
                   output_type="np").images  # (1, H, W, 3) in [0, 1]
-    ours = Pipeline(model)
-    images = ours.decode(ours.latents([7], steps=4))  # (1, 3, H, W) in [-1, 1]
+    images = ours.decode(ours.latents([seed], steps=steps))  # (1, 3, H, W) in [-1, 1]
     torch.testing.assert_close(torch.from_numpy(theirs).permute(0, 3, 1, 2), images / 2 + 0.5, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("first_stage", [KL, VQ, AutoencoderConfig(kind="identity")], ids=["kl", "vq", "pixel"])
+def test_ldm_pipeline_from_the_folder_samples_the_same_images(first_stage, tmp_path, randomize):
+    model = tiny_ldm(first_stage, randomize, image_size=8 if first_stage.kind == "identity" else 16)
+    save_diffusers_folder(model, tmp_path)
+    pipeline = diffusers.DDIMPipeline if first_stage.kind == "identity" else diffusers.LDMPipeline
+    assert_same_images(pipeline.from_pretrained(tmp_path), Pipeline(model))
+
+
+def test_a_pipeline_diffusers_wrote_samples_the_same_images_and_exports_back_unchanged(tmp_path, randomize):
+    """diffusers -> ldmkit -> diffusers at the pipeline level: components built and saved by diffusers."""
+    from ldmkit.interop import diffusers_autoencoder, diffusers_scheduler
+
+    cfg = tiny_ldm(VQ, randomize).config
+    vq_class, vq_kwargs = diffusers_autoencoder.diffusers_config(VQ, scale_factor=0.7, sample_size=16)
+    unet_class, unet_kwargs = diffusers_config(dataclasses.replace(cfg.unet, sample_size=8))
+    scheduler = {k: v for k, v in diffusers_scheduler.scheduler_config(cfg.diffusion).items() if k[0] != "_"}
+    pipe = diffusers.LDMPipeline(vqvae=randomize(getattr(diffusers, vq_class)(**vq_kwargs), 1),
+                                 unet=randomize(getattr(diffusers, unet_class)(**unet_kwargs), 2),
+                                 scheduler=diffusers.DDIMScheduler(**scheduler))
+    pipe.save_pretrained(tmp_path / "theirs")
+    ours = ldmkit.load(tmp_path / "theirs", device="cpu")
+    imported_vq = dataclasses.replace(VQ, vq_restart_every=0)  # diffusers has no dead-code restart
+    assert (ours.config.scale_factor, ours.config.image_size, ours.config.first_stage) == (0.7, 16, imported_vq)
+    assert_same_images(pipe, ours, seed=3)
+    save_diffusers_folder(ours.model, tmp_path / "back")
+    again = diffusers.LDMPipeline.from_pretrained(tmp_path / "back")
+    for name in ("vqvae", "unet", "scheduler"):
+        assert plain(getattr(again, name).config) == plain(getattr(pipe, name).config), name
+    for name in ("vqvae", "unet"):
+        expected, back = getattr(pipe, name).state_dict(), getattr(again, name).state_dict()
+        assert back.keys() == expected.keys() and all(torch.equal(back[k], expected[k]) for k in expected), name
 
 
 def test_super_resolution_pipeline_from_the_folder_samples_the_same_images(tmp_path, randomize):

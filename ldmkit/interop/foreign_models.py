@@ -1,0 +1,77 @@
+"""Models in another codebase's format, loaded or converted as ldmkit LatentDiffusion models.
+
+Two formats are recognised from the path alone (anything else is left to ldmkit's own loader):
+
+    CompVis / SD v1   a checkpoint + its YAML (`config`, or the one YAML beside it): compvis.py
+    diffusers         a pipeline folder holding model_index.json: diffusers_folders.py
+
+    found = load_foreign("models/ldm-celebahq", config=None)    # (LatentDiffusion, source) or None
+    convert_foreign("model.ckpt", "models/cin", config="model.yaml")  # -> models/cin/model.safetensors
+
+`ldmkit.load`, and through it every CLI command that takes a model, reads both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ldmkit.checkpoint import MODEL_FILE, save_model_file
+from ldmkit.errors import CheckpointError, ConfigError
+from ldmkit.interop.compvis import convert_compvis, find_original_pair, load_compvis
+from ldmkit.interop.diffusers_folders import INDEX, load_diffusers_folder
+from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
+from ldmkit.pipeline.model import LatentDiffusion
+
+
+def find_diffusers_pipeline(path: str | Path) -> Path | None:
+    """`path` when it is a diffusers pipeline folder (it holds model_index.json), else None."""
+    path = Path(path)
+    return path if path.is_dir() and (path / INDEX).is_file() else None
+
+
+def _check_diffusers_options(folder: Path, config, text_encoder) -> None:
+    if config is not None:
+        raise ConfigError(f"{folder} is a diffusers pipeline folder, which carries its own configs; --config / "
+                          "config= is for the YAML of an original CompVis checkpoint: drop it")
+    if text_encoder is not None:
+        raise ConfigError(f"{folder} is a diffusers pipeline folder; --text-encoder / text_encoder= is for Stable "
+                          "Diffusion checkpoints in the CompVis format: drop it")
+
+
+def load_foreign(path: str | Path, config: str | Path | None = None, use_ema: bool = True,
+                 text_encoder: str | Path | None = None) -> tuple[LatentDiffusion, Path] | None:
+    """(model in eval mode, the file or folder it came from) for a CompVis pair or a diffusers pipeline
+    folder; None when `path` is an ldmkit model file, checkpoint or run folder.
+
+    use_ema: CompVis checkpoints only (diffusers folders hold one set of weights).
+    """
+    folder = find_diffusers_pipeline(path)
+    if folder is not None:
+        _check_diffusers_options(folder, config, text_encoder)
+        return load_diffusers_folder(folder), folder
+    pair = find_original_pair(path, config)
+    if pair is None:
+        return None
+    return load_compvis(*pair, use_ema=use_ema, text_encoder=text_encoder), pair[0]
+
+
+def convert_foreign(path: str | Path, out: str | Path, config: str | Path | None = None,
+                    text_encoder: str | Path | None = None) -> Path:
+    """Write a CompVis pair or a diffusers pipeline folder as `out/model.safetensors` (kind "ldm")."""
+    folder = find_diffusers_pipeline(path)
+    if folder is not None:
+        _check_diffusers_options(folder, config, text_encoder)
+        model = load_diffusers_folder(folder)
+        target = Path(out) / MODEL_FILE
+        source = {"format": "diffusers", "folder": folder.resolve().name}
+        save_model_file(target, ldm_tensors(model), KIND, ldm_config_dict(model),
+                        extra={"ldmkit.converted_from": json.dumps(source)})
+        return target
+    if not Path(path).exists():
+        raise CheckpointError(f"{path} does not exist")
+    pair = find_original_pair(path, config)
+    if pair is None:
+        raise CheckpointError(f"{path} is an ldmkit model already; convert reads an original CompVis checkpoint "
+                              "(+ --config YAML) or a diffusers pipeline folder (with model_index.json)")
+    return convert_compvis(*pair, out, text_encoder=text_encoder)
