@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -33,17 +32,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import CLOCKS, describe, measure, redraw_zero_layers, sync  # noqa: E402
 from ldmkit.device import pick_device  # noqa: E402
 from ldmkit.interop.diffusers_unet import to_diffusers  # noqa: E402
 from ldmkit.unet import UNET_PRESETS, UNet  # noqa: E402
 
 SIZES = {"small": ("emoji-small", 32), "sd": ("sd-v1", 64)}  # preset, latent side
 CONTEXT_TOKENS = 77
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_peak(dtype: torch.dtype, device: torch.device, clock, repeats: int = 3) -> float:
@@ -76,11 +71,7 @@ def count_flops(cfg, batch: int, side: int) -> int:
 
 def random_unet(cfg, device: torch.device) -> UNet:
     torch.manual_seed(0)
-    model = UNet(cfg)
-    for module in model.modules():  # re-draw the layers CompVis starts at zero
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) and not module.weight.any():
-            module.reset_parameters()
-    return model.eval().to(device)
+    return redraw_zero_layers(UNet(cfg)).eval().to(device)
 
 
 def compiled(model: nn.Module, device: torch.device) -> nn.Module:
@@ -89,25 +80,6 @@ def compiled(model: nn.Module, device: torch.device) -> nn.Module:
 
         inductor_config.freezing = True  # fold weights into the graph: prepacked oneDNN weights, fused bias
     return torch.compile(model, dynamic=False)  # specialised per batch size
-
-
-def measure(runs: dict, repeats: int, device: torch.device, clock) -> dict[str, list[float]]:
-    """Call every run once (warm-up / compilation), then `repeats` interleaved timed rounds."""
-    times = {name: [] for name in runs}
-    with torch.inference_mode():
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            sync(device)
-            print(f"  warm-up {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-        for _ in range(repeats):
-            for name, run in runs.items():
-                sync(device)
-                start = clock()
-                run()
-                sync(device)
-                times[name].append(clock() - start)
-    return times
 
 
 def bench_size(size: str, batches: list[int], args, device: torch.device, peaks: dict) -> list[dict]:
@@ -125,10 +97,10 @@ def bench_size(size: str, batches: list[int], args, device: torch.device, peaks:
         inputs[b] = (x, t, context), (x.to(torch.bfloat16).contiguous(memory_format=cl), t, context.bfloat16())
     outputs, times = {}, {}
 
-    def record(runs: dict) -> None:
-        with torch.inference_mode():
-            outputs.update({key: fn().float() for key, fn in runs.items()})
-        times.update(measure(runs, args.repeats, device, args.clock))
+    def record(runs: dict) -> None:  # two untimed calls each: compilation, then a warm call
+        run_times, run_outputs = measure(runs, args.repeats, device, args.clock, warmup=2)
+        times.update(run_times)
+        outputs.update({key: out.float() for key, out in run_outputs.items()})
 
     def autocast(fn):
         def run(*a):
@@ -194,12 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    clock = CLOCKS[args.clock]
     args.clock = clock
     peaks = {"bf16": matmul_peak(torch.bfloat16, device, clock), "fp32": matmul_peak(torch.float32, device, clock)}
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {where}; clock: {clock.__name__}; torch {torch.__version__}; "
-          f"matmul peak bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s, fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s\n")
+    print(f"{describe(device, clock)}; matmul peak bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s, "
+          f"fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s\n")
     print("| size | variant | impl | best ms | median ms | x vs diffusers same | x vs diffusers fastest eager "
           "| TFLOP/s | % of peak | max diff to diffusers | max diff to fp32 |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
