@@ -24,65 +24,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
+from _runs import (  # experiments/_runs.py
+    add_run_arguments,
+    batches,
+    command_line,
+    spread,
+    trained,
+)
 
-import ldmkit
-from ldmkit.checkpoint import latest_checkpoint
-from ldmkit.config import load_config
 from ldmkit.data.degradations import bicubic_downsample
 from ldmkit.data.images import make_grid, to_uint8
 from ldmkit.data.masks import large_mask
 from ldmkit.data.openmoji import OpenMojiDataset
 from ldmkit.evaluation.image_metrics import psnr, ssim
-from ldmkit.evaluation.restoration_baselines import bicubic_upscale, harmonic_fill, mean_fill
+from ldmkit.evaluation.restoration_baselines import (
+    bicubic_upscale,
+    harmonic_fill,
+    mean_fill,
+)
 from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
 from ldmkit.pipeline.inpaint import inpaint_tensor
-from ldmkit.training.ldm import LDMRunConfig, load_first_stage, train_ldm
 
 CONFIGS = {"sr": "configs/ldm/sr-emoji64.yaml", "inpaint": "configs/ldm/inpaint-emoji64.yaml"}
 MASK_SEED = 1_000_000  # mask i of the evaluation is drawn from seed MASK_SEED + i
 
 
-def fit_to_first_stage(cfg: LDMRunConfig) -> LDMRunConfig:
-    """The UNet's in/out channels (and the LR rescaling of SR) for the configured first stage."""
-    stage = load_first_stage(cfg.first_stage).config
-    latent, f = stage.latent_channels, stage.downsample_factor
-    cond = cfg.conditioning
-    if cond.kind == "low_res":
-        ratio = cond.low_res.factor / f  # latent pixels per LR pixel
-        stages = round(abs(math.log2(ratio)))
-        cond = replace(cond, low_res=replace(cond.low_res, stages=stages, multiplier=2.0 if ratio > 1 else 0.5))
-    unet = replace(cfg.unet, in_channels=latent + cond.concat_channels(latent), out_channels=latent)
-    return replace(cfg, unet=unet, conditioning=cond)
-
-
-def trained(task: str, args) -> ldmkit.Pipeline:
-    run_dir = Path(args.runs) / Path(CONFIGS[task]).stem
-    if latest_checkpoint(run_dir) is None:
-        cfg = load_config(LDMRunConfig, CONFIGS[task], [f"first_stage={args.first_stage}", *args.overrides])
-        start = time.perf_counter()
-        train_ldm(fit_to_first_stage(cfg), run_dir)
-        print(f"[{task}] trained {run_dir} in {time.perf_counter() - start:.0f} s", flush=True)
-    else:
-        print(f"[{task}] loading {run_dir}", flush=True)
-    return ldmkit.load(run_dir, device=args.device)
-
-
 def validation_images(n: int) -> torch.Tensor:
     dataset = OpenMojiDataset(64, "val")
-    rows = sorted({round(i * (len(dataset) - 1) / max(n - 1, 1)) for i in range(min(n, len(dataset)))})
-    return torch.stack([dataset[i]["image"] for i in rows])  # (n, 3, 64, 64), spread over all emoji
-
-
-def batches(n: int, size: int):
-    for start in range(0, n, size):
-        yield slice(start, min(n, start + size))
+    return torch.stack([dataset[i]["image"] for i in spread(n, len(dataset))])  # (n, 3, 64, 64), all groups
 
 
 @torch.no_grad()
@@ -133,16 +106,9 @@ def evaluate_inpaint(pipe, images: torch.Tensor, metric, args) -> tuple[dict, to
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--first-stage", required=True,
-                   help="autoencoder run or checkpoint (e.g. runs/kl-f4-emoji64), or identity")
-    p.add_argument("--runs", default="runs", help="folder of the SR and inpainting runs (trained if missing)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for training both models, e.g. --set train.steps=300")
+    add_run_arguments(p)
     p.add_argument("--tasks", nargs="+", default=["sr", "inpaint"], choices=["sr", "inpaint"])
     p.add_argument("--n", type=int, default=256, help="validation images")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", default="experiments/results/sr_inpaint_eval.json")
     args = p.parse_args(argv)
     torch.manual_seed(0)
@@ -150,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     metric = build_perceptual(PerceptualConfig()).eval()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+    report = {"command": command_line(argv),
               "first_stage": args.first_stage, "n_images": images.shape[0], "ddim_steps": args.steps}
     for task in args.tasks:
-        pipe = trained(task, args)
+        pipe = trained(CONFIGS[task], args)
         start = time.perf_counter()
         evaluate = evaluate_sr if task == "sr" else evaluate_inpaint
         report[task], grid = evaluate(pipe, images, metric, args)
