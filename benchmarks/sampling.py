@@ -57,7 +57,7 @@ from ldmkit.interop.diffusers_scheduler import scheduler_config  # noqa: E402
 from ldmkit.interop.diffusers_unet import to_diffusers as unet_to_diffusers  # noqa: E402
 from ldmkit.pipeline import LatentDiffusion, LDMConfig, Pipeline  # noqa: E402
 from ldmkit.pipeline.fast import compile_for_inference  # noqa: E402
-from ldmkit.training.config import TrainConfig  # noqa: E402
+from ldmkit.training.config import TrainConfig, adamw  # noqa: E402
 from ldmkit.training.ema import EMA  # noqa: E402
 from ldmkit.training.ldm import TrainedParts  # noqa: E402
 from ldmkit.unet import UNET_PRESETS  # noqa: E402
@@ -180,8 +180,7 @@ def ldmkit_trainer(model: LatentDiffusion, precision: str, x: torch.Tensor, labe
     tc = TrainConfig(batch_size=x.shape[0], precision=precision)
     trainable = TrainedParts(model.train())
     ema = EMA(trainable, EMA_DECAY)
-    opt = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=tc.lr, betas=tc.betas,
-                            weight_decay=tc.weight_decay)
+    opt = adamw((p for p in trainable.parameters() if p.requires_grad), tc)  # fused, as the trainer's
     counter = itertools.count()
 
     def run(images: torch.Tensor | None = None) -> float:

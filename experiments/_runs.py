@@ -27,7 +27,10 @@ def add_run_arguments(p: argparse.ArgumentParser, batch: int = 32) -> None:
     p.add_argument("--runs", default="runs", help="folder of the LDM runs (each trained if it has no checkpoint)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for training every model, e.g. --set train.steps=300")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--sampler", default="ddpm",
+                   help="sampler of the evaluated samples (ddpm, ddim, plms, dpmpp_2m, ...): DDPM's fresh noise "
+                        "hides more of a short-trained model's errors than DDIM's deterministic steps")
+    p.add_argument("--steps", type=int, default=200, help="sampler steps")
     p.add_argument("--batch", type=int, default=batch, help="images sampled at a time")
     p.add_argument("--device", default="auto")
 

@@ -71,7 +71,7 @@ def summary(metric, outputs: dict[str, torch.Tensor], reference: torch.Tensor) -
 @torch.no_grad()
 def evaluate_sr(pipe, hr: torch.Tensor, metric, args) -> tuple[dict, torch.Tensor]:
     lr = bicubic_downsample(hr, 4)  # (n, 3, 16, 16), as in training
-    sr = torch.cat([pipe.decode(pipe.latents(list(range(s.start, s.stop)), lr[s], args.steps, "ddim")).cpu()
+    sr = torch.cat([pipe.decode(pipe.latents(list(range(s.start, s.stop)), lr[s], args.steps, args.sampler)).cpu()
                     for s in batches(hr.shape[0], args.batch)]).float().clamp(-1, 1)
     shift = lr.mean(dim=(2, 3), keepdim=True) - sr.mean(dim=(2, 3), keepdim=True)
     outputs = {"ldm": sr, "ldm + colour fix": (sr + shift).clamp(-1, 1), "bicubic": bicubic_upscale(lr, 4)}
@@ -90,7 +90,7 @@ def hole_psnr(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor) -> torch.Te
 def evaluate_inpaint(pipe, images: torch.Tensor, metric, args) -> tuple[dict, torch.Tensor]:
     n = images.shape[0]
     masks = torch.stack([large_mask(64, 64, torch.Generator().manual_seed(MASK_SEED + i)) for i in range(n)])
-    filled = torch.cat([inpaint_tensor(pipe, images[s], masks[s], args.steps, "ddim", seed=s.start).cpu()
+    filled = torch.cat([inpaint_tensor(pipe, images[s], masks[s], args.steps, args.sampler, seed=s.start).cpu()
                         for s in batches(n, args.batch)])
     keep = (masks == 0).expand_as(images).movedim(1, -1).numpy()  # (n, H, W, 3)
     changed = abs(to_uint8(filled).astype(int) - to_uint8(images).astype(int))[keep]
@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"command": command_line(argv),
-              "first_stage": args.first_stage, "n_images": images.shape[0], "ddim_steps": args.steps}
+              "first_stage": args.first_stage, "n_images": images.shape[0],
+              "sampler": args.sampler, "steps": args.steps}
     for task in args.tasks:
         pipe = trained(CONFIGS[task], args)
         start = time.perf_counter()

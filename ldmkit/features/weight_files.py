@@ -9,29 +9,16 @@ import torch
 from torch import nn
 
 from ldmkit.errors import CheckpointError
+from ldmkit.interop import tensor_files
 
 
 def read_state_dict(path: str | Path, fix: str) -> dict[str, torch.Tensor]:
-    """Tensors of a `.safetensors` file or a `torch.save`d state dict (loaded with weights_only=True).
-
-    `fix` finishes every error message: it tells the user which file to pass instead.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist; {fix}")
+    """Tensors of a `.safetensors` file or a `torch.save`d state dict (ldmkit.interop.tensor_files: no
+    pickled code runs); `fix` finishes every error message: it tells the user which file to pass instead."""
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file, a pickle with disallowed objects, not a weights file at all
-        first_line = (str(err).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"cannot read weights from {path} ({type(err).__name__}: {first_line}); {fix}") from err
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors; {fix}")
-    return state
+        return tensor_files.read_state_dict(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; {fix}") from err
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path, fix: str,

@@ -18,9 +18,12 @@ from ldmkit.device import autocast, pick_device
 from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid
 from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
 from ldmkit.progress import progress
-from ldmkit.training.config import TrainConfig, learning_rate
+from ldmkit.training.budget import TimeBudget
+from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.guard import NonFiniteGuard
 from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
+
+DISC_WEIGHT_DECAY = 0.01  # the discriminator's AdamW: torch's default decay, as the CompVis recipe leaves it
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
     model = build_autoencoder(cfg.model).to(device)
     perceptual = build_perceptual(cfg.perceptual) if cfg.loss.perceptual_weight > 0 else None
     loss_fn = AutoencoderLoss(cfg.loss, perceptual, cfg.model.kind).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
-    opt_d = torch.optim.AdamW(loss_fn.discriminator.parameters(), lr=cfg.loss.disc_lr or tc.lr, betas=tc.betas)
+    opt = adamw(model.parameters(), tc)
+    opt_d = adamw(loss_fn.discriminator.parameters(), tc, lr=cfg.loss.disc_lr or tc.lr,
+                  weight_decay=DISC_WEIGHT_DECAY)
     noise = torch.Generator(device).manual_seed(tc.seed)  # posterior samples
     log = RunLogger(run_dir)
     guard = NonFiniteGuard(tc.max_nonfinite)
@@ -68,7 +72,8 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
     def state_dict(step: int) -> dict:
         return {"step": step, "model": model.state_dict(), "discriminator": loss_fn.discriminator.state_dict(),
                 "opt": opt.state_dict(), "opt_d": opt_d.state_dict(), "noise": noise.get_state(),
-                "rng": rng_state(), "nonfinite": guard.total, "skipped_images": log.skipped_images}
+                "rng": rng_state(), "nonfinite": guard.total, "skipped_images": log.skipped_images,
+                "train_seconds": budget.seconds}
 
     def save(step: int) -> Path:
         tensors, model_cfg = autoencoder_state(model)
@@ -76,8 +81,10 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
 
     model.train()
     loss_fn.train()
-    last = None
-    bar = progress(range(start, tc.steps), desc="train-autoencoder", total=tc.steps, initial=start)
+    budget = TimeBudget(tc.max_minutes, state.get("train_seconds", 0.0) if state else 0.0)
+    last, logged = None, start
+    end = start if budget.exhausted() else tc.steps  # resumed with its time budget spent: train no further
+    bar = progress(range(start, end), desc="train-autoencoder", total=tc.steps, initial=start)
     tick = time.perf_counter()
     for step in bar:
         batch = next(batches)
@@ -106,22 +113,26 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
                 logs.update(d_logs)
         logs["nonfinite_total"] = guard.total
         done = step + 1
-        if done % tc.log_every == 0 or done == tc.steps:
+        out_of_time = budget.exhausted()
+        if done % tc.log_every == 0 or done == tc.steps or out_of_time:
             now = time.perf_counter()
-            rate = tc.log_every * tc.batch_size / max(now - tick, 1e-9)
-            tick = now
-            log.scalars(done, logs, images_per_second=rate, lr=opt.param_groups[0]["lr"])
+            rate = (done - logged) * tc.batch_size / max(now - tick, 1e-9)
+            tick, logged = now, done
+            log.scalars(done, logs, images_per_second=rate, lr=opt.param_groups[0]["lr"],
+                        train_seconds=budget.seconds)
             bar.set_postfix(loss=f"{float(logs['loss']):.4f}", l1=f"{float(logs['l1']):.4f}", img_s=f"{rate:.1f}",
                             refresh=False)
         if done % tc.image_every == 0 or done == tc.steps:
             model.eval()
             log.image(done, "reconstructions", reconstruction_grid(model, fixed))
             model.train()
-        if done % tc.ckpt_every == 0 or done == tc.steps:
+        if done % tc.ckpt_every == 0 or done == tc.steps or out_of_time:
             last = save(done)
+        if out_of_time:
+            break
     bar.close()
-    if last is None:  # resumed a finished run: nothing to train
-        return save(tc.steps)
+    if last is None:  # resumed a finished run (or one whose time budget is spent): nothing to train
+        return save(start)
     model.eval()
     metrics = evaluate_autoencoder(model, val_set, perceptual, batch_size=tc.batch_size, device=device,
                                    max_batches=cfg.eval_batches)

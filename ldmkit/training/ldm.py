@@ -35,7 +35,8 @@ from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 from ldmkit.progress import progress
 from ldmkit.training.batches import CONDITION_STREAM, NOISE_STREAM, LatentBatches
-from ldmkit.training.config import TrainConfig, learning_rate
+from ldmkit.training.budget import TimeBudget
+from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.distributed import setup_distributed, teardown_distributed
 from ldmkit.training.ema import EMA
 from ldmkit.training.guard import NonFiniteGuard
@@ -101,8 +102,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     model.to(device).train()
     trainable = TrainedParts(model)
     ema = EMA(trainable, cfg.ema_decay)
-    opt = torch.optim.AdamW([p for p in trainable.parameters() if p.requires_grad], lr=tc.lr, betas=tc.betas,
-                            weight_decay=tc.weight_decay)
+    opt = adamw((p for p in trainable.parameters() if p.requires_grad), tc)
     guard = NonFiniteGuard(tc.max_nonfinite)
     log = RunLogger(run_dir, enabled=ctx.is_main)
     start = 0
@@ -112,6 +112,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
         opt.load_state_dict(state["opt"])
         restore_rng(state["rng"])
         start, guard.total, log.skipped_images = state["step"], state["nonfinite"], state["skipped_images"]
+    budget = TimeBudget(tc.max_minutes, state.get("train_seconds", 0.0) if state else 0.0)
     wrapped = DistributedDataParallel(trainable) if ctx.enabled else trainable
     stream = batches.stream(start, scale)
 
@@ -120,13 +121,14 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
             return None
         train_state = {"step": step, "trained": trainable.state_dict(), "ema": ema.state_dict(),
                        "opt": opt.state_dict(), "rng": rng_state(), "nonfinite": guard.total,
-                       "skipped_images": log.skipped_images, "scale_factor": scale}
+                       "skipped_images": log.skipped_images, "scale_factor": scale, "train_seconds": budget.seconds}
         ema_weights = dict(ema.shadow)
         return save_run_checkpoint(run_dir, step, ldm_tensors(model, ema_weights), KIND, ldm_config_dict(model),
                                    train_state, cfg, tc.keep_last)
 
-    last = None
-    bar = progress(range(start, tc.steps), desc="train", total=tc.steps, initial=start, disable=not ctx.is_main)
+    last, logged = None, start
+    end = start if budget.exhausted(ctx) else tc.steps  # resumed with its time budget spent: train no further
+    bar = progress(range(start, end), desc="train", total=tc.steps, initial=start, disable=not ctx.is_main)
     tick = time.perf_counter()
     for step in bar:
         lr = learning_rate(tc, step)
@@ -151,22 +153,26 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
         else:
             logs = {"loss": total}
         done = step + 1
-        if done % tc.log_every == 0 or done == tc.steps:
+        out_of_time = budget.exhausted(ctx)
+        if done % tc.log_every == 0 or done == tc.steps or out_of_time:
             now = time.perf_counter()
-            rate = tc.log_every * tc.batch_size / max(now - tick, 1e-9)
-            tick = now
+            rate = (done - logged) * tc.batch_size / max(now - tick, 1e-9)
+            tick, logged = now, done
             log.count_skipped(batches.take_skipped())
-            log.scalars(done, logs, images_per_second=rate, lr=lr, nonfinite_total=guard.total)
+            log.scalars(done, logs, images_per_second=rate, lr=lr, nonfinite_total=guard.total,
+                        train_seconds=budget.seconds)
             bar.set_postfix(loss=f"{total.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
         if ctx.is_main and (done % tc.image_every == 0 or done == tc.steps):
             log.image(done, "samples_ema", sample_grid(model, ema, cfg, device, batches.dataset))
-        if done % tc.ckpt_every == 0 or done == tc.steps:
+        if done % tc.ckpt_every == 0 or done == tc.steps or out_of_time:
             last = save(done)
             ctx.barrier()
+        if out_of_time:
+            break
     bar.close()
     log.close()
-    if last is None and ctx.is_main:
-        last = save(tc.steps)
+    if last is None and ctx.is_main:  # nothing trained: a finished run, or one whose time budget is spent
+        last = save(start)
     return last
 
 

@@ -15,6 +15,21 @@ from torch import nn
 
 from ldmkit.unet.resblock import group_norm, zero_init
 
+# Reduced-precision attention on CPU with at most this many (query, key) pairs per head runs as two
+# matrix products and a float32 softmax: torch's flash kernel is 3-6x slower there, forward+backward
+# in bfloat16 at batch 8 (64 or 16 tokens, the UNet's coarse levels); above it, it is as fast and
+# needs less memory, and float32 keeps it throughout.
+SMALL_ATTENTION = 64 * 64
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v for (B, heads, N, d) queries and (B, heads, M, d) keys and values."""
+    small = q.shape[-2] * k.shape[-2] <= SMALL_ATTENTION
+    if small and q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        weights = torch.softmax((q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5, dim=-1)  # (B, heads, N, M)
+        return weights.to(v.dtype) @ v
+    return F.scaled_dot_product_attention(q, k, v)
+
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, HW, C); a view when x is channels_last."""
@@ -63,7 +78,7 @@ class AttentionBlock(nn.Module):
         b, c, h, w = x.shape
         qkv = pointwise(self.qkv, to_tokens(self.norm(x)))  # (B, HW, 3C), per head [q | k | v]
         qkv = qkv.view(b, h * w, self.heads, 3, c // self.heads).permute(3, 0, 2, 1, 4)  # (3, B, heads, HW, d)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # (B, heads, HW, d)
+        out = attention(qkv[0], qkv[1], qkv[2])  # (B, heads, HW, d)
         out = pointwise(self.proj_out, merge_heads(out))  # (B, HW, C)
         return x + from_tokens(out, h, w)
 
@@ -85,7 +100,7 @@ class CrossAttention(nn.Module):
         q = split_heads(self.to_q(x), self.heads)  # (B, heads, N, d)
         k = split_heads(self.to_k(context), self.heads)  # (B, heads, M, d)
         v = split_heads(self.to_v(context), self.heads)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d), scale d^-1/2
+        out = attention(q, k, v)  # (B, heads, N, d), scale d^-1/2
         return self.to_out(merge_heads(out))  # (B, N, query_dim)
 
 

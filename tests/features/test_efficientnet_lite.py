@@ -80,7 +80,7 @@ def test_wrong_file_is_rejected(tmp_path, vgg16_state):
         load_efficientnet_lite0(str(wrong))
     garbage = tmp_path / "garbage.pth"
     garbage.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="not a readable"):
         load_efficientnet_lite0(str(garbage))
 
 
