@@ -16,7 +16,7 @@ Class-conditional random-weight models (the class is one context token), convert
   train   img/s of one optimiser step of UNET_42M (42.5 M parameters) at latent 4x32x32, batch --train-batch (8),
           fp32 and bf16 autocast (--precisions). ldmkit: the loop body of training/ldm.py (TrainedParts,
           backward, clipping, AdamW, EMA); diffusers: its train_text_to_image loop (add_noise, MSE on eps,
-          clipping, AdamW, EMAModel.step). Measured before: diffusers 4.5 img/s fp32, 8 img/s bf16 autocast.
+          clipping, AdamW, EMAModel.step). Current figures: the README's Benchmarks section.
   pixel   img/s of ldmkit's step on cached latents (f = 4: 128 px images as 4x32x32, the default latent
           cache), with the encoder run every step (latent_cache: false), and of the f = 1 pixel baseline
           (the same UNet on 3x128x128).
@@ -59,7 +59,7 @@ from ldmkit.pipeline import LatentDiffusion, LDMConfig, Pipeline  # noqa: E402
 from ldmkit.pipeline.fast import compile_for_inference  # noqa: E402
 from ldmkit.training.config import TrainConfig, adamw  # noqa: E402
 from ldmkit.training.ema import EMA  # noqa: E402
-from ldmkit.training.ldm import TrainedParts  # noqa: E402
+from ldmkit.training.ldm import TrainedParts, apply_gradients  # noqa: E402
 from ldmkit.unet import UNET_PRESETS  # noqa: E402
 
 UNET_42M = replace(UNET_PRESETS["emoji-small"], channel_mult=(1, 2, 4, 4), attention_resolutions=(2, 4, 8),
@@ -192,9 +192,7 @@ def ldmkit_trainer(model: LatentDiffusion, precision: str, x: torch.Tensor, labe
             loss = trainable(z0, batch, DROP_PROB)
             loss.backward()
         loss = loss.item()  # the loop's non-finite guard reads it
-        torch.nn.utils.clip_grad_norm_(trainable.parameters(), tc.grad_clip)
-        opt.step()
-        ema.update(trainable)
+        apply_gradients(trainable, opt, ema, tc.grad_clip)
         return loss
     return run
 

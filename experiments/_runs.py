@@ -51,6 +51,11 @@ def fit_to_first_stage(cfg: LDMRunConfig) -> LDMRunConfig:
     return replace(cfg, unet=unet, conditioning=cond)
 
 
+def run_config(config: str, args) -> LDMRunConfig:
+    """The config args.runs/<stem of config> was trained with."""
+    return load_config(LDMRunConfig, Path(args.runs) / Path(config).stem / "config.yaml")
+
+
 def trained(config: str, args) -> ldmkit.Pipeline:
     """The pipeline of args.runs/<stem of config>, trained first if that run has no checkpoint."""
     name = Path(config).stem
@@ -74,7 +79,7 @@ def batches(n: int, size: int):
 def spread(n: int, length: int) -> list[int]:
     """Up to n indices evenly spread over range(length), first and last included (the data is sorted by
     code point, so this covers every group)."""
-    return sorted({round(i * (length - 1) / max(n - 1, 1)) for i in range(min(n, length))})
+    return sorted({round(i * (length - 1) / max(n - 1, 1)) for i in range(n)})  # n >= length: all of them
 
 
 def command_line(argv: list[str] | None) -> str:

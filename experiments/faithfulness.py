@@ -21,6 +21,9 @@ without is trained first (with --set overrides applied to both configs; `--first
 gives pixel-space models). Results: a Markdown table on stdout, a JSON file (default
 RUNS/faithfulness.json) and sample grids next to it.
 
+A run trained on some classes only (`--set "data.classes=[food & drink, animals & nature]"`) is
+measured on those classes: its gallery holds their images only, and chance is 5 / that size.
+
 The full run (after `ldmkit train-autoencoder configs/autoencoder/kl-f4-emoji64.yaml`):
     python experiments/faithfulness.py --first-stage runs/kl-f4-emoji64
 """
@@ -38,6 +41,7 @@ from _runs import (  # experiments/_runs.py
     add_run_arguments,
     batches,
     command_line,
+    run_config,
     spread,
     trained,
 )
@@ -55,10 +59,11 @@ FEATURE_BATCH = 8
 
 
 class Data:
-    """OpenMoji at one resolution: images (N, 3, R, R), labels (N,), captions and EffNet features (N, 1280)."""
+    """OpenMoji at one resolution (only `classes` if given): images (N, 3, R, R), labels (N,), captions and
+    EffNet features (N, 1280)."""
 
-    def __init__(self, resolution: int, split: str, network, device):
-        dataset = OpenMojiDataset(resolution, split)
+    def __init__(self, resolution: int, split: str, network, device, classes: tuple[str, ...] = ()):
+        dataset = OpenMojiDataset(resolution, split, classes=classes)
         self.images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
         self.labels = torch.tensor([r.label for r in dataset.records])
         self.captions = [r.caption for r in dataset.records]
@@ -192,12 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     network, data = build_feature_network("effnet").to(device), {}
     for task in args.tasks:
         pipe = trained(CONFIGS[task], args)
-        resolution = pipe.config.image_size
-        if resolution not in data:  # the model's own resolution: samples and real images alike
-            data[resolution] = [Data(resolution, split, network, device) for split in ("train", "val")]
+        # the model's own resolution and classes (data.classes): samples and real images alike
+        resolution, classes = key = pipe.config.image_size, run_config(CONFIGS[task], args).data.classes
+        if key not in data:
+            data[key] = [Data(resolution, split, network, device, classes) for split in ("train", "val")]
         start = time.perf_counter()
         evaluate = evaluate_class if task == "class" else evaluate_text
-        report[task], grid = evaluate(pipe, *data[resolution], network, args)
+        report[task], grid = evaluate(pipe, *data[key], network, args)
+        report[task]["classes"] = list(classes) or "all"
         report[task]["eval_seconds"] = round(time.perf_counter() - start, 1)
         make_grid(grid, nrow=min(8, args.per_class) if task == "class" else 8).save(
             out.with_name(f"{out.stem}_{task}.png"))

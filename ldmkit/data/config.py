@@ -23,6 +23,7 @@ class DataConfig:
     annotations: str = ""  # coco: the COCO-style annotation JSON (boxes); data.path holds the images
     label_maps: str = ""  # folder: a folder of label-map PNGs paired with the images (data/label_maps.py)
     max_boxes: int = 8  # scenes, coco: boxes per sample, padded to this count (= conditioning.layout.max_boxes)
+    classes: tuple[str, ...] = ()  # openmoji: keep only these CLDR classes (openmoji.CLASS_NAMES); empty: all
 
     def __post_init__(self):
         if self.dataset not in ("openmoji", "scenes") and not self.path:
@@ -34,6 +35,9 @@ class DataConfig:
         if self.label_maps and self.dataset != "folder":
             raise ValueError(f"data.label_maps pairs label maps with an image folder; set data.dataset: folder "
                              f"(got '{self.dataset}'; the 'scenes' dataset has its own label maps)")
+        if self.classes and self.dataset != "openmoji":
+            raise ValueError(f"data.classes selects OpenMoji classes; it does nothing for data.dataset "
+                             f"'{self.dataset}' (sort your own images into class sub-folders instead)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
 
@@ -44,7 +48,8 @@ def build_dataset(cfg: DataConfig, split: str, augment: bool | None = None) -> D
     if cfg.dataset == "openmoji":
         from ldmkit.data.openmoji import OpenMojiDataset
 
-        return OpenMojiDataset(cfg.resolution, split, flip=cfg.flip and augment, cache_dir=cfg.cache_dir)
+        return OpenMojiDataset(cfg.resolution, split, flip=cfg.flip and augment, cache_dir=cfg.cache_dir,
+                               classes=cfg.classes)
     if cfg.dataset == "scenes":
         from ldmkit.data.scenes import EmojiScenes
 

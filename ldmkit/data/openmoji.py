@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -208,12 +209,17 @@ class OpenMojiDataset(Dataset):
     """
 
     def __init__(self, resolution: int = 64, split: str = "train", flip: bool = False,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, classes: Sequence[str] = ()):
         if split not in ("train", "val", "all"):
             raise DataError(f"OpenMoji split must be 'train', 'val' or 'all', got {split!r}")
+        unknown = [c for c in classes if c not in CLASS_NAMES]
+        if unknown:
+            raise DataError(f"unknown OpenMoji class(es) {unknown}; choose from {list(CLASS_NAMES)}")
+        labels = {CLASS_NAMES.index(c) for c in classes} or set(range(len(CLASS_NAMES)))
+        rows = [i for i, r in enumerate(records()) if split in ("all", r.split) and r.label in labels]
         self.resolution, self.flip = resolution, flip
-        self.records = [r for r in records() if split in ("all", r.split)]
-        self._rows = np.array([i for i, r in enumerate(records()) if split in ("all", r.split)])
+        self.records = [records()[i] for i in rows]
+        self._rows = np.array(rows)
         self._rgb, self._alpha = rendered(resolution, paths.cache_dir(cache_dir))
         self.class_names = CLASS_NAMES
 

@@ -144,14 +144,11 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
                 loss.backward()
             total += loss.detach()
         total = ctx.all_reduce_mean(total)
+        logs = {"loss": total}
         if guard.check(total.item(), step):
-            logs = {"loss": total}
-            if tc.grad_clip:
-                logs["grad_norm"] = torch.nn.utils.clip_grad_norm_(trainable.parameters(), tc.grad_clip)
-            opt.step()
-            ema.update(trainable)
-        else:
-            logs = {"loss": total}
+            norm = apply_gradients(trainable, opt, ema, tc.grad_clip)
+            if norm is not None:
+                logs["grad_norm"] = norm
         done = step + 1
         out_of_time = budget.exhausted(ctx)
         if done % tc.log_every == 0 or done == tc.steps or out_of_time:
@@ -174,6 +171,16 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     if last is None and ctx.is_main:  # nothing trained: a finished run, or one whose time budget is spent
         last = save(start)
     return last
+
+
+def apply_gradients(trainable: nn.Module, opt: torch.optim.Optimizer, ema: EMA,
+                    grad_clip: float) -> torch.Tensor | None:
+    """The update after backward: clip the gradients' global norm (when grad_clip > 0), step, update
+    the EMA. Returns the norm before clipping (None when not clipping)."""
+    norm = torch.nn.utils.clip_grad_norm_(trainable.parameters(), grad_clip) if grad_clip else None
+    opt.step()
+    ema.update(trainable)
+    return norm
 
 
 def with_class_names(conditioning: ConditioningConfig, dataset) -> ConditioningConfig:

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ldmkit.checkpoint import latest_checkpoint, load_state, save_checkpoint, write_text_atomic
-from ldmkit.config import dump_yaml, to_dict
+from ldmkit.config import dump_yaml, from_dict, to_dict
 from ldmkit.errors import ConfigError, LdmkitError
 
 
@@ -37,19 +37,27 @@ def prepare_run(run_dir: str | Path, cfg: Any, resume: bool, comparable: tuple[s
         if latest is None:
             raise LdmkitError(f"--resume {run_dir}: no complete checkpoint there to resume from")
         state = load_state(latest / "state.pt")
-        saved, now = state["config"], to_dict(cfg)
+        saved, now = _with_defaults(type(cfg), state["config"]), to_dict(cfg)
         for section in comparable:
             if saved.get(section) != now.get(section):
                 diff = _first_difference(saved.get(section), now.get(section), section)
                 raise ConfigError(f"cannot resume {run_dir}: config key '{diff}' differs from the run's own config; "
                                   f"resume with {run_dir / 'config.yaml'}")
-        state = load_state(latest / "state.pt")
     elif latest is not None:
         raise LdmkitError(f"{run_dir} already holds a run (last checkpoint {latest.name}); "
                           f"pass --resume {run_dir} to continue it, or choose another --out folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
     return run_dir, state
+
+
+def _with_defaults(cls: type, saved: dict) -> dict:
+    """A saved config as this version reads it: keys added since it was written take their defaults,
+    so a run saved before a new option existed still resumes."""
+    try:
+        return to_dict(from_dict(cls, saved))
+    except ConfigError:  # a key this version no longer has: compare as saved (and name it)
+        return saved
 
 
 def _first_difference(a: Any, b: Any, where: str) -> str:

@@ -1,9 +1,11 @@
 import collections
 
+import pytest
 import torch
 
 from ldmkit.data.openmoji import CLASS_NAMES, OpenMojiDataset, records
 from ldmkit.data.sampler import EpochSampler
+from ldmkit.errors import DataError
 
 
 def test_catalogue_has_captions_classes_and_a_stable_split():
@@ -52,3 +54,13 @@ def test_sampler_resumes_and_shards_like_one_big_batch():
     for _ in range(3):  # step with global batch 4 = 2 ranks x 2
         union = {next(ranks[r]) for r in range(2) for _ in range(2)}
         assert union == {next(one) for _ in range(4)}
+
+
+def test_classes_select_a_subset_and_unknown_names_are_refused():
+    ds = OpenMojiDataset(32, "val", classes=("flags", "food & drink"))
+    assert 0 < len(ds) < len(OpenMojiDataset(32, "val"))
+    assert {CLASS_NAMES[r.label] for r in ds.records} == {"flags", "food & drink"}
+    first = ds.records.index(next(r for r in ds.records if r.label == CLASS_NAMES.index("food & drink")))
+    assert ds[first]["caption"] == ds.records[first].caption
+    with pytest.raises(DataError, match=r"'fruit'.*food & drink"):
+        OpenMojiDataset(32, "val", classes=("fruit",))
