@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -60,3 +61,30 @@ def measure(runs: dict, repeats: int, device: torch.device, clock: Callable[[], 
                 sync(device)
                 times[name].append(clock() - start)
     return times, outputs
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, clock, repeats: int = 3) -> float:
+    """Best FLOP/s of a large square torch.matmul loop."""
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty_like(a)
+    loops = 20 if device.type == "cuda" else (8 if dtype == torch.bfloat16 else 2)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        sync(device)
+        start = clock()
+        for _ in range(loops):
+            torch.matmul(a, b, out=out)
+        sync(device)
+        best = min(best, clock() - start)
+    return 2 * n**3 * loops / best
+
+
+def count_flops_of(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of fn (matrix products, convolutions and attention, forward and backward, as
+    torch.utils.flop_counter counts them; element-wise work is not counted). Runs fn: use meta tensors
+    to count without computing."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()

@@ -20,6 +20,9 @@ Class-conditional random-weight models (the class is one context token), convert
   pixel   img/s of ldmkit's step on cached latents (f = 4: 128 px images as 4x32x32, the default latent
           cache), with the encoder run every step (latent_cache: false), and of the f = 1 pixel baseline
           (the same UNet on 3x128x128).
+Every row also gives its FLOP rate: the FLOPs torch.utils.flop_counter counts (matrix products, convolutions,
+attention; per image: the sampling call's UNet calls + decode, or the UNet's forward + backward) per second, and
+that as a share of the matmul peak measured for its dtype at the start (a 2048^2 torch.matmul loop).
 Each run is called --warmup times untimed (compilation, optimiser state), then --repeats timed rounds
 interleaved across the runs of a case; best / median over the rounds. x = the reference's best time /
 this row's (> 1: this row is faster; the target is >= 1.5 against diffusers). Check: the fp32 samples
@@ -45,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import benchmarks._common as common  # noqa: E402
 from benchmarks._common import CLOCKS, describe, measure, redraw_zero_layers, set_threads  # noqa: E402
 from ldmkit.autoencoder.config import AutoencoderConfig  # noqa: E402
 from ldmkit.conditioning import ConditioningConfig  # noqa: E402
@@ -72,6 +76,7 @@ QUICK_UNET = UNET_PRESETS["tiny-crossattn"]
 QUICK_SIDE = {64: 16, 256: 32}  # --quick: image sides standing for the sizes
 NUM_CLASSES, DROP_PROB, EMA_DECAY = 10, 0.1, 0.9999
 QUICK_DEFAULTS = {"steps": (50, 5), "batch": (2, 1), "train_batch": (8, 2), "repeats": (3, 1), "warmup": (2, 1)}
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}  # rows' FLOP rates as shares of these matmul peaks
 REFERENCES = {("latent", "diffusers"): "diffusers", ("pixel", "ldmkit"): "pixel f=1"}  # training "x vs" names
 
 
@@ -85,6 +90,31 @@ def build_ldm(ae: AutoencoderConfig, unet, side: int, scale: float = 1.0) -> Lat
 
 def params_m(module: torch.nn.Module) -> float:
     return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def sampling_flops(model: LatentDiffusion, side: int, steps: int) -> dict[bool, float]:
+    """{guided: FLOPs per image}: `steps` UNet calls (two rows per image with guidance) + one decode,
+    counted on a meta-device copy (nothing computed)."""
+    meta = copy.deepcopy(model).to("meta")
+    z = torch.zeros(1, *meta.latent_shape(side, side), device="meta")
+    context = torch.zeros(1, 1, meta.unet.config.context_dim, device="meta")
+    with torch.no_grad():
+        unet = common.count_flops_of(lambda: meta.unet(z, torch.full((1,), 500, device="meta"), context))
+        decode = common.count_flops_of(lambda: meta.decode(z))
+    return {False: steps * unet + decode, True: 2 * steps * unet + decode}
+
+
+def training_flops(model: LatentDiffusion, z0: torch.Tensor) -> float:
+    """FLOPs per image of the UNet's forward + backward at z0's shape (the optimiser's work is not counted)."""
+    meta = copy.deepcopy(model.unet).to("meta")
+    x = torch.zeros(z0.shape, device="meta")
+    context = torch.zeros(len(z0), 1, meta.config.context_dim, device="meta")
+    t = torch.full((len(z0),), 500, device="meta")
+    return common.count_flops_of(lambda: meta(x, t, context).sum().backward()) / len(z0)
+
+
+def rate(flops_per_image: float, s_per_image: float, peak: float) -> dict:
+    return {"gflops": flops_per_image / s_per_image / 1e9, "share_of_matmul_peak": flops_per_image / s_per_image / peak}
 
 
 # ---- sampling --------------------------------------------------------------------------------------
@@ -141,6 +171,7 @@ def bench_sampling(size: int, args, device: torch.device) -> tuple[list[dict], l
     with torch.no_grad():
         cond = reference.condition(labels, args.batch, device)["context"]  # (B, 1, D)
         null = reference.null_condition(args.batch, device)["context"]
+    flops = sampling_flops(reference, side, args.steps)
     runs, guidances = {}, (1.0, args.guidance)
     for variant in args.variants:
         dtype = torch.bfloat16 if variant.startswith("bf16") else torch.float32
@@ -163,7 +194,8 @@ def bench_sampling(size: int, args, device: torch.device) -> tuple[list[dict], l
                      "x_vs_diffusers_same": min(times[(g, variant, "diffusers")]) / best,
                      "x_vs_diffusers_fastest": fastest / best,
                      "diff_to_diffusers": (images - outputs[(g, variant, "diffusers")][1]).abs().max().item(),
-                     "diff_to_fp32": None if fp32 is None else (images - fp32[1]).abs().max().item()})
+                     "diff_to_fp32": None if fp32 is None else (images - fp32[1]).abs().max().item(),
+                     **rate(flops[g != 1], best / args.batch, args.peaks[variant[:4]])})
         if variant == "fp32" and impl == "ldmkit":
             diffs = [((a - b).abs().max() / b.abs().max()).item()  # relative: random-weight latents run large
                      for a, b in zip((z, images), outputs[(g, variant, "diffusers")])]
@@ -239,7 +271,7 @@ def bench_training(args, device: torch.device) -> list[dict]:
              "cached": f"latent f={latent.factor} (cached latents), {side} px, {u}",
              "encode": f"latent f={latent.factor} + encoder every step, {side} px, {u}",
              "pixel": f"pixel f=1, 3x{side}x{side}, same UNet with 3 channels, B={b}"}
-    rows = []
+    rows, flops = [], training_flops(latent, z0)
     for precision in args.precisions:  # one precision at a time: each run holds weights, AdamW state, EMA
         ours = ldmkit_trainer(copy.deepcopy(latent), precision, z0, labels)
         runs = {("latent", "ldmkit"): ours}
@@ -253,9 +285,12 @@ def bench_training(args, device: torch.device) -> list[dict]:
 
         def row(case: str, key: tuple, reference: tuple) -> dict:
             ts = times[key]
+            unet = case == "unet"  # the FLOP rate of the UNet's step (the other cases run other networks too)
             return {"case": cases[case], "precision": precision, "impl": key[1], "images_per_s_best": b / min(ts),
                     "images_per_s_median": b / statistics.median(ts), "x_vs": REFERENCES[reference],
-                    "x": min(times[reference]) / min(ts)}
+                    "x": min(times[reference]) / min(ts),
+                    **(rate(flops, min(ts) / b, args.peaks[precision]) if unet else {"gflops": None,
+                                                                                     "share_of_matmul_peak": None})}
         if "train" in args.cases:
             rows += [row("unet", ("latent", impl), ("latent", "diffusers")) for impl in ("ldmkit", "diffusers")]
         if "pixel" in args.cases:
@@ -306,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--clock cpu measures one thread's work: use it with --threads 1")
     set_threads(args.threads)
     device, args.clock = pick_device(args.device), CLOCKS[args.clock]
-    header = describe(device, args.clock)
+    args.peaks = {name: common.matmul_peak(dtype, device, args.clock) for name, dtype in PEAK_DTYPES.items()}
+    header = describe(device, args.clock) + "; matmul peak " + ", ".join(
+        f"{name} {peak / 1e9:.0f} GFLOP/s" for name, peak in args.peaks.items())
     print(f"{header}{' (--quick: tiny models, not the sizes named)' if args.quick else ''}\n")
     result = {"device": header, "args": {k: v for k, v in vars(args).items() if k != "clock"}, "sample": [],
               "train": [], "checks": []}
@@ -316,11 +353,13 @@ def main(argv: list[str] | None = None) -> int:
             result["sample"] += rows
             result["checks"] += checks
         print(table(["sampling case", "guidance", "variant", "impl", "s/img best", "s/img median",
-                     "x vs diffusers same", "x vs diffusers fastest", "max diff to diffusers", "max diff to fp32"],
+                     "x vs diffusers same", "x vs diffusers fastest", "max diff to diffusers", "max diff to fp32",
+                     "GFLOP/s", "share of matmul peak"],
                     [list(r.values()) for r in result["sample"]]) + "\n")
     if {"train", "pixel"} & set(args.cases):
         result["train"] = bench_training(args, device)
-        print(table(["training case", "precision", "impl", "img/s best", "img/s median", "x vs", "x"],
+        print(table(["training case", "precision", "impl", "img/s best", "img/s median", "x vs", "x", "GFLOP/s",
+                     "share of matmul peak"],
                     [list(r.values()) for r in result["train"]]) + "\n")
     for check in result["checks"]:
         diffs = ", ".join(f"{d:.2e}" for d in check["max_rel_diff"])

@@ -29,10 +29,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import CLOCKS, describe, measure, redraw_zero_layers, sync  # noqa: E402
+from benchmarks._common import CLOCKS, count_flops_of, describe, matmul_peak, measure, redraw_zero_layers  # noqa: E402
 from ldmkit.device import pick_device  # noqa: E402
 from ldmkit.interop.diffusers_unet import to_diffusers  # noqa: E402
 from ldmkit.unet import UNET_PRESETS, UNet  # noqa: E402
@@ -41,32 +40,13 @@ SIZES = {"small": ("emoji-small", 32), "sd": ("sd-v1", 64)}  # preset, latent si
 CONTEXT_TOKENS = 77
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, clock, repeats: int = 3) -> float:
-    """Best FLOP/s of a large square torch.matmul loop."""
-    n = 8192 if device.type == "cuda" else 2048
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    out = torch.empty_like(a)
-    loops = 20 if device.type == "cuda" else (8 if dtype == torch.bfloat16 else 2)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        sync(device)
-        start = clock()
-        for _ in range(loops):
-            torch.matmul(a, b, out=out)
-        sync(device)
-        best = min(best, clock() - start)
-    return 2 * n**3 * loops / best
-
-
 def count_flops(cfg, batch: int, side: int) -> int:
     with torch.device("meta"):
         model = UNet(cfg)
         x = torch.randn(batch, cfg.in_channels, side, side)
         context = torch.randn(batch, CONTEXT_TOKENS, cfg.context_dim)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x, torch.full((batch,), 500), context)
-    return counter.get_total_flops()
+    with torch.no_grad():
+        return count_flops_of(lambda: model(x, torch.full((batch,), 500), context))
 
 
 def random_unet(cfg, device: torch.device) -> UNet:

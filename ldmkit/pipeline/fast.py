@@ -4,6 +4,9 @@
                           layout (oneDNN's fastest CPU convolutions; AMX on recent Xeons) and compute in
                           bfloat16. The sampler, the schedule coefficients and the conditioner stay
                           float32: the UNet takes float32 x_t and returns a float32 prediction.
+    (any dtype, CPU)      the decoder runs in channels_last: its float32 convolutions at 128-512 channels
+                          and 64^2-256^2 pixels run 12-25 % faster than in NCHW (the float32 UNet's do
+                          not: at 16^2-32^2 latents it is as fast or slower, so it stays NCHW).
     compile=True          torch.compile of both (one graph per batch and image size, compiled on first
                           use). On CPU with inductor weight freezing: the weights become constants of the
                           compiled graph, prepacked once, which removes the weight re-layout eager oneDNN
@@ -55,15 +58,16 @@ def inference_parts(model: nn.Module, device: torch.device, dtype: torch.dtype =
     latent = model.config.first_stage.kind != "identity"  # pixel space: decode is the identity
     if dtype != torch.float32:
         model.unet.to(dtype=dtype, memory_format=torch.channels_last)  # the UNet casts x_t and context itself
-        if latent:  # the decoding side only: conditioners that encode images (inpainting) keep a float32 encoder
-            stage = model.first_stage
-            parts = [stage.post_quant_conv, stage.decoder] + ([stage.quantize] if stage.config.kind == "vq" else [])
-            for part in parts:
-                part.to(dtype=dtype, memory_format=torch.channels_last)
+    channels_last = latent and (dtype != torch.float32 or device.type == "cpu")
+    if channels_last:  # the decoding side only: conditioners that encode images (inpainting) keep their encoder
+        stage = model.first_stage
+        parts = [stage.post_quant_conv, stage.decoder] + ([stage.quantize] if stage.config.kind == "vq" else [])
+        for part in parts:
+            part.to(dtype=dtype, memory_format=torch.channels_last)
     if compile:
         unet = compile_for_inference(model.unet, device)
         if latent:
             decode = compile_for_inference(model.decode, device)
-    if latent and dtype != torch.float32:
+    if channels_last:
         decode = _in_dtype(decode, dtype)
     return unet, decode

@@ -57,3 +57,15 @@ def test_compiled_float32_pipeline_matches_eager():
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="dtype"):
         Pipeline(random_model(KL), dtype=torch.int8)
+
+
+def test_float32_pipeline_decodes_in_channels_last_on_cpu():
+    model = random_model(KL)
+    z = torch.randn(2, *model.latent_shape(16, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = model.decode(z)  # NCHW weights
+    pipe = Pipeline(copy.deepcopy(model))
+    conv = pipe.model.first_stage.decoder.conv_in.weight
+    assert conv.dtype == torch.float32 and conv.is_contiguous(memory_format=torch.channels_last)
+    assert next(pipe.model.unet.parameters()).is_contiguous()  # the float32 UNet stays NCHW
+    torch.testing.assert_close(pipe.decode(z), reference.clamp(-1, 1), atol=1e-5, rtol=1e-5)
