@@ -43,9 +43,10 @@ class ResnetBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(silu_fresh(self.norm1(x)))
         h = self.conv2(self.dropout(silu_fresh(self.norm2(h))))
-        if torch.is_grad_enabled():
-            return self.nin_shortcut(x) + h
-        return h.add_(self.nin_shortcut(x))  # h is this block's own buffer: no new one
+        skip = self.nin_shortcut(x)
+        if torch.is_grad_enabled() or skip.dtype != h.dtype:  # (autocast: float32 x, bfloat16 h promotes)
+            return skip + h
+        return h.add_(skip)  # h is this block's own buffer: no new one
 
 
 class AttnBlock(nn.Module):

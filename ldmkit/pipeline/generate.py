@@ -40,7 +40,8 @@ class Pipeline:
                  use_ema: bool = True, decode_tile: int = 32, dtype: torch.dtype = torch.float32,
                  compile: bool = False):
         """`dtype` (e.g. torch.bfloat16) and `compile`: the fast inference path, see pipeline/fast.py;
-        they convert `model`'s UNet and decoder in place."""
+        they convert `model`'s UNet and decoder in place (on CPU the decoder goes channels_last in
+        float32 too)."""
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self._unet, self._decode = inference_parts(self.model, self.device, dtype, compile)

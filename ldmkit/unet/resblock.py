@@ -31,7 +31,8 @@ class GroupNorm32(nn.GroupNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == self.weight.dtype or (x.device.type == "cpu" and self.weight.dtype == torch.float32):
+        mixed = x.dtype in (torch.bfloat16, torch.float16) and self.weight.dtype == torch.float32
+        if x.dtype == self.weight.dtype or (mixed and x.device.type == "cpu"):
             return super().forward(x)
         return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
 

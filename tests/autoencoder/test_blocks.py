@@ -18,3 +18,15 @@ def test_resnet_block_inference_in_place_matches_the_recorded_graph(channels):
     assert torch.equal(x, kept)  # the input (the identity skip) is not written to
     recorded.sum().backward()  # and the recorded graph still differentiates
     assert all(p.grad is not None for p in block.parameters())
+
+
+def test_resnet_block_keeps_autocast_promotion_without_a_graph():
+    torch.manual_seed(0)
+    block = ResnetBlock(32, 32).eval()
+    x = torch.randn(1, 32, 8, 8)  # float32 input, bfloat16 convolutions: the residual add promotes
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        recorded = block(x)
+        with torch.no_grad():
+            fast = block(x)
+    assert fast.dtype == recorded.dtype == torch.float32
+    torch.testing.assert_close(fast, recorded.detach(), atol=0, rtol=0)

@@ -24,3 +24,11 @@ def test_group_norm_takes_bfloat16_activations_with_float32_weights_on_cpu():
     w_grad = torch.autograd.grad(F.group_norm(x32, norm.num_groups, norm.weight, norm.bias, norm.eps),
                                  norm.weight, grad.float())[0]
     torch.testing.assert_close(norm.weight.grad, w_grad, atol=0.05, rtol=0.01)
+
+
+def test_group_norm_upcasts_other_mixed_dtypes():
+    norm = group_norm(64)
+    x = torch.randn(2, 64, 4, 4, dtype=torch.float64)
+    out = norm(x)  # float64 input, float32 weights: the upcast path (torch's mixed kernel refuses it)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, F.group_norm(x.float(), 32, norm.weight, norm.bias, norm.eps).double())
