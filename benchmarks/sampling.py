@@ -48,8 +48,15 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import benchmarks._common as common  # noqa: E402
-from benchmarks._common import CLOCKS, describe, measure, redraw_zero_layers, set_threads  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    CLOCKS,
+    count_flops_of,
+    describe,
+    matmul_peak,
+    measure,
+    redraw_zero_layers,
+    set_threads,
+)
 from ldmkit.autoencoder.config import AutoencoderConfig  # noqa: E402
 from ldmkit.conditioning import ConditioningConfig  # noqa: E402
 from ldmkit.conditioning.sections import ClassConfig  # noqa: E402
@@ -99,8 +106,8 @@ def sampling_flops(model: LatentDiffusion, side: int, steps: int) -> dict[bool, 
     z = torch.zeros(1, *meta.latent_shape(side, side), device="meta")
     context = torch.zeros(1, 1, meta.unet.config.context_dim, device="meta")
     with torch.no_grad():
-        unet = common.count_flops_of(lambda: meta.unet(z, torch.full((1,), 500, device="meta"), context))
-        decode = common.count_flops_of(lambda: meta.decode(z))
+        unet = count_flops_of(lambda: meta.unet(z, torch.full((1,), 500, device="meta"), context))
+        decode = count_flops_of(lambda: meta.decode(z))
     return {False: steps * unet + decode, True: 2 * steps * unet + decode}
 
 
@@ -110,7 +117,7 @@ def training_flops(model: LatentDiffusion, z0: torch.Tensor) -> float:
     x = torch.zeros(z0.shape, device="meta")
     context = torch.zeros(len(z0), 1, meta.config.context_dim, device="meta")
     t = torch.full((len(z0),), 500, device="meta")
-    return common.count_flops_of(lambda: meta(x, t, context).sum().backward()) / len(z0)
+    return count_flops_of(lambda: meta(x, t, context).sum().backward()) / len(z0)
 
 
 def rate(flops_per_image: float, s_per_image: float, peak: float) -> dict:
@@ -341,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--clock cpu measures one thread's work: use it with --threads 1")
     set_threads(args.threads)
     device, args.clock = pick_device(args.device), CLOCKS[args.clock]
-    args.peaks = {name: common.matmul_peak(dtype, device, args.clock) for name, dtype in PEAK_DTYPES.items()}
+    args.peaks = {name: matmul_peak(dtype, device, args.clock) for name, dtype in PEAK_DTYPES.items()}
     header = describe(device, args.clock) + "; matmul peak " + ", ".join(
         f"{name} {peak / 1e9:.0f} GFLOP/s" for name, peak in args.peaks.items())
     print(f"{header}{' (--quick: tiny models, not the sizes named)' if args.quick else ''}\n")
