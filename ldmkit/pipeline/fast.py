@@ -7,6 +7,9 @@
     (any dtype, CPU)      the decoder runs in channels_last: its float32 convolutions at 128-512 channels
                           and 64^2-256^2 pixels run 12-25 % faster than in NCHW (the float32 UNet's do
                           not: at 16^2-32^2 latents it is as fast or slower, so it stays NCHW).
+    (float32, CPU)        every 3x3 stride-1 convolution of at least 128 channels and enough work (see
+                          pipeline/winograd.py) runs as a Winograd F(4x4, 3x3) convolution: 4x fewer
+                          multiply-adds, 1.2-3x faster than oneDNN's direct convolution here.
     compile=True          torch.compile of both (one graph per batch and image size, compiled on first
                           use). On CPU with inductor weight freezing: the weights become constants of the
                           compiled graph, prepacked once, which removes the weight re-layout eager oneDNN
@@ -23,6 +26,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from ldmkit.pipeline.winograd import use_winograd
 
 Fn = Callable[..., torch.Tensor]
 
@@ -64,6 +69,8 @@ def inference_parts(model: nn.Module, device: torch.device, dtype: torch.dtype =
         parts = [stage.post_quant_conv, stage.decoder] + ([stage.quantize] if stage.config.kind == "vq" else [])
         for part in parts:
             part.to(dtype=dtype, memory_format=torch.channels_last)
+    if device.type == "cpu" and not compile:  # (its modules fall back to direct convs outside float32)
+        use_winograd(model)
     if compile:
         unet = compile_for_inference(model.unet, device)
         if latent:
