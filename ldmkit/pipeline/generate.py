@@ -41,7 +41,8 @@ class Pipeline:
                  compile: bool = False):
         """`dtype` (e.g. torch.bfloat16) and `compile`: the fast inference path, see pipeline/fast.py;
         they convert `model`'s UNet and decoder in place (on CPU the decoder goes channels_last in
-        float32 too)."""
+        float32 too). On CPU without `compile`, `model`'s 3x3 convolutions become WinogradConv2d
+        (pipeline/winograd.py: same parameters, faster float32 inference)."""
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self._unet, self._decode = inference_parts(self.model, self.device, dtype, compile)

@@ -15,6 +15,8 @@ scale in float32 (the transforms' coefficients reach 8 and 1/24), far below an 8
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -102,12 +104,14 @@ class WinogradConv2d(nn.Conv2d):
     """An nn.Conv2d (3x3, stride 1, padding 1) that runs winograd_conv3x3 for float32 CPU inference.
 
     It holds the same Parameters as the conv it replaces (state_dict unchanged). The transformed
-    weights are cached and recomputed whenever the weight changes in place (e.g. an EMA copy).
-    Anything else falls back to the direct convolution: a recorded graph, autocast, another dtype or
-    device, or a convolution below MIN_CHANNELS or MIN_WORK.
+    weights are cached (not pickled or deep-copied) and recomputed when the weight is replaced or
+    changed in place by a tensor op (copy_, lerp_, load_state_dict: an EMA copy stays current);
+    writes through `.data` bypass torch's version counter: call `clear_cache()` after those.
+    Anything else runs the direct convolution: with gradients enabled, under autocast, torch.compile
+    or a torch.func transform, in another dtype or on another device, or below MIN_CHANNELS or MIN_WORK.
     """
 
-    _cache: tuple[tuple[int, int], torch.Tensor] | None = None
+    _cache: tuple[weakref.ref, int | None, torch.Tensor] | None = None
 
     @classmethod
     def replacing(cls, conv: nn.Conv2d) -> WinogradConv2d:
@@ -115,16 +119,25 @@ class WinogradConv2d(nn.Conv2d):
         new.__dict__.update(conv.__dict__)  # the same Parameters, buffers and hooks
         return new
 
+    def clear_cache(self) -> None:
+        self._cache = None
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_cache", None)
+        return state
+
     def _transformed(self) -> torch.Tensor:
-        key = (self.weight.data_ptr(), self.weight._version)
-        if self._cache is None or self._cache[0] != key:
-            self._cache = (key, transform_weight(self.weight))
-        return self._cache[1]
+        w = self.weight
+        version = None if w.is_inference() else w._version  # (inference tensors have no version counter)
+        if self._cache is None or self._cache[0]() is not w or self._cache[1] != version:
+            self._cache = (weakref.ref(w), version, transform_weight(w))
+        return self._cache[2]
 
     def _applies(self, x: torch.Tensor) -> bool:
-        grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
-        return (not grad and x.device.type == "cpu" and x.dtype == torch.float32 == self.weight.dtype
-                and not torch.is_autocast_enabled("cpu") and x.dim() == 4
+        return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 == self.weight.dtype
+                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+                and not torch._C._are_functorch_transforms_active() and x.dim() == 4
                 and min(self.in_channels, self.out_channels) >= MIN_CHANNELS
                 and x[:, 0].numel() * self.in_channels * self.out_channels >= MIN_WORK)
 

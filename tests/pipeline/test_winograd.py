@@ -75,6 +75,9 @@ def test_falls_back_to_the_direct_convolution_outside_float32_cpu_inference():
     fast = use_winograd(nn.Sequential(copy.deepcopy(conv)))[0]
     x = torch.randn(1, 128, 32, 32)
     assert torch.equal(fast(x), conv(x))  # a graph is recorded (training): direct
+    fast.weight.requires_grad_(False)
+    fast(x).sum().backward()  # only the bias trains: still a graph, still direct
+    assert fast.bias.grad is not None and fast.weight.grad is None
     with torch.no_grad():
         assert torch.equal(fast(x[:, :, :4, :4]), conv(x[:, :, :4, :4]))  # below MIN_WORK
         fast64, conv64 = copy.deepcopy(fast).double(), copy.deepcopy(conv).double()
@@ -83,16 +86,42 @@ def test_falls_back_to_the_direct_convolution_outside_float32_cpu_inference():
         torch.testing.assert_close(fast(x), conv(x), atol=TOL, rtol=0)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert torch.equal(fast(x), conv(x))
+        assert torch.equal(torch.vmap(fast)(x[None]), torch.vmap(conv)(x[None]))  # a torch.func transform
 
 
-def test_cached_transform_follows_in_place_weight_updates():
+def test_cached_transform_follows_weight_updates():
     fast = use_winograd(net())[0]
     x = torch.randn(1, 128, 32, 32)
+
+    def weights_only(y):
+        return y - fast.bias[:, None, None]
+
     with torch.no_grad():
-        first = fast(x)
-        fast.weight.mul_(2)  # as an EMA update writes weights in place
-        torch.testing.assert_close(fast(x) - fast.bias[:, None, None], 2 * (first - fast.bias[:, None, None]),
-                                   atol=2 * TOL, rtol=0)
+        first = weights_only(fast(x))
+        fast.weight.mul_(2)  # in place, as an EMA update or load_state_dict writes weights
+        torch.testing.assert_close(weights_only(fast(x)), 2 * first, atol=2 * TOL, rtol=0)
+        fast.weight = nn.Parameter(3 * fast.weight)  # a new Parameter, whatever its address
+        torch.testing.assert_close(weights_only(fast(x)), 6 * first, atol=6 * TOL, rtol=0)
+        fast.weight.data.mul_(0.5)  # invisible to the version counter: clear_cache() says so
+        fast.clear_cache()
+        torch.testing.assert_close(weights_only(fast(x)), 3 * first, atol=3 * TOL, rtol=0)
+
+
+def test_cache_is_not_copied_or_pickled(tmp_path):
+    fast = use_winograd(net())[0]
+    with torch.no_grad():
+        fast(torch.randn(1, 128, 32, 32))
+    assert fast._cache is not None
+    assert copy.deepcopy(fast)._cache is None
+    torch.save(fast, tmp_path / "conv.pt")
+    assert (tmp_path / "conv.pt").stat().st_size < 1.2 * fast.weight.numel() * 4  # the weights, not 4x more
+
+
+def test_weights_made_under_inference_mode():
+    with torch.inference_mode():
+        fast = use_winograd(net())[0]
+        x = torch.randn(1, 128, 32, 32)
+        torch.testing.assert_close(fast(x), F.conv2d(x, fast.weight, fast.bias, padding=1), atol=TOL, rtol=0)
 
 
 def test_pipeline_with_winograd_is_close_to_direct_convolutions(monkeypatch):
