@@ -21,6 +21,7 @@ from ldmkit.conditioning import Conditioning, ConditioningConfig, build_conditio
 from ldmkit.diffusion.loss import diffusion_loss
 from ldmkit.diffusion.schedule import DiffusionConfig, Schedule
 from ldmkit.errors import ConfigError, ShapeError
+from ldmkit.pipeline.winograd import use_winograd
 from ldmkit.sampling.guidance import conditioned
 from ldmkit.unet.config import UNetConfig
 from ldmkit.unet.model import UNet
@@ -63,7 +64,8 @@ class LatentDiffusion(nn.Module):
     def __init__(self, config: LDMConfig):
         super().__init__()
         self.config = config
-        self.first_stage = build_autoencoder(config.first_stage).requires_grad_(False).eval()
+        # frozen, so only ever run for inference: its large 3x3 convs take the Winograd path on CPU
+        self.first_stage = use_winograd(build_autoencoder(config.first_stage).requires_grad_(False).eval())
         self.unet = UNet(config.unet)
         self.conditioner = build_conditioner(config.conditioning)
         self.schedule = Schedule.from_config(config.diffusion)

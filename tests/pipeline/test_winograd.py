@@ -124,6 +124,14 @@ def test_weights_made_under_inference_mode():
         torch.testing.assert_close(fast(x), F.conv2d(x, fast.weight, fast.bias, padding=1), atol=TOL, rtol=0)
 
 
+def test_the_frozen_first_stage_always_has_winograd_convs_and_the_unet_gets_them_from_a_pipeline():
+    model = random_model(KL)
+    assert any(isinstance(m, WinogradConv2d) for m in model.first_stage.modules())
+    assert not any(isinstance(m, WinogradConv2d) for m in model.unet.modules())  # it trains
+    pipe = Pipeline(model)
+    assert any(isinstance(m, WinogradConv2d) for m in pipe.model.unet.modules())
+
+
 def test_pipeline_with_winograd_is_close_to_direct_convolutions(monkeypatch):
     """A float32 CPU Pipeline takes the Winograd path (every conv eligible here) and stays at float tolerance."""
     model = random_model(KL)
