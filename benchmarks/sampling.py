@@ -101,8 +101,9 @@ def params_m(module: torch.nn.Module) -> float:
 
 def sampling_flops(model: LatentDiffusion, side: int, steps: int) -> dict[bool, float]:
     """{guided: FLOPs per image}: `steps` UNet calls (two rows per image with guidance) + one decode,
-    counted on a meta-device copy (nothing computed)."""
-    meta = copy.deepcopy(model).to("meta")
+    counted on a meta-device copy (nothing computed), in train mode: with the full cross-attention that
+    diffusers computes, not ldmkit's one-token inference shortcut."""
+    meta = copy.deepcopy(model).to("meta").train()
     z = torch.zeros(1, *meta.latent_shape(side, side), device="meta")
     context = torch.zeros(1, 1, meta.unet.config.context_dim, device="meta")
     with torch.no_grad():

@@ -2,9 +2,12 @@
 
     python benchmarks/unet_forward.py [--quick] [--sizes small,sd] [--batches 1,2] [--compile]
                                       [--threads N] [--repeats N] [--device auto|cpu|cuda] [--clock wall|cpu]
+                                      [--context-tokens 77]
 
 Sizes: "small" is the emoji-small preset at latent 4x32x32 with 77 context tokens of width 384;
-"sd" is Stable Diffusion v1 (sd-v1) at latent 4x64x64 with 77x768 context. Both models get the
+"sd" is Stable Diffusion v1 (sd-v1) at latent 4x64x64 with 77x768 context. --context-tokens 1 stands
+for a class-conditional model (one class token), where ldmkit's cross-attention at inference is the
+value projection alone (one key: every softmax weight is 1). Both models get the
 same random weights (ldmkit's zero-initialised layers re-drawn so that every path counts), converted
 with ldmkit.interop.diffusers_unet. Variants:
   fp32          float32 weights, NCHW
@@ -37,14 +40,13 @@ from ldmkit.interop.diffusers_unet import to_diffusers  # noqa: E402
 from ldmkit.unet import UNET_PRESETS, UNet  # noqa: E402
 
 SIZES = {"small": ("emoji-small", 32), "sd": ("sd-v1", 64)}  # preset, latent side
-CONTEXT_TOKENS = 77
 
 
-def count_flops(cfg, batch: int, side: int) -> int:
+def count_flops(cfg, batch: int, side: int, tokens: int) -> int:
     with torch.device("meta"):
         model = UNet(cfg)
         x = torch.randn(batch, cfg.in_channels, side, side)
-        context = torch.randn(batch, CONTEXT_TOKENS, cfg.context_dim)
+        context = torch.randn(batch, tokens, cfg.context_dim)
     with torch.no_grad():
         return count_flops_of(lambda: model(x, torch.full((batch,), 500), context))
 
@@ -72,7 +74,7 @@ def bench_size(size: str, batches: list[int], args, device: torch.device, peaks:
     inputs = {}
     for b in batches:
         x = torch.randn(b, cfg.in_channels, side, side, generator=g).to(device)
-        context = torch.randn(b, CONTEXT_TOKENS, cfg.context_dim, generator=g).to(device)
+        context = torch.randn(b, args.context_tokens, cfg.context_dim, generator=g).to(device)
         t = torch.full((b,), 500, device=device)
         inputs[b] = (x, t, context), (x.to(torch.bfloat16).contiguous(memory_format=cl), t, context.bfloat16())
     outputs, times = {}, {}
@@ -106,7 +108,7 @@ def bench_size(size: str, batches: list[int], args, device: torch.device, peaks:
 
     rows = []
     for b in batches:
-        flops = count_flops(cfg, b, side)
+        flops = count_flops(cfg, b, side, args.context_tokens)
         reference = outputs[(b, "fp32", "ldmkit")]
         fastest_eager = min(min(v) for (bb, variant, impl), v in times.items()
                             if bb == b and impl == "diffusers" and "compile" not in variant)
@@ -116,7 +118,8 @@ def bench_size(size: str, batches: list[int], args, device: torch.device, peaks:
             best = min(ts)
             peak = peaks["fp32" if variant == "fp32" else "bf16"]
             rows.append({
-                "size": f"{size} {cfg.in_channels}x{side}x{side} B={b}", "variant": variant, "impl": impl,
+                "size": f"{size} {cfg.in_channels}x{side}x{side} B={b}, {args.context_tokens} tokens",
+                "variant": variant, "impl": impl,
                 "best_ms": best * 1e3, "median_ms": statistics.median(ts) * 1e3,
                 "vs_same": min(times[(b, variant, "diffusers")]) / best, "vs_fastest_eager": fastest_eager / best,
                 "tflops": flops / best / 1e12, "peak_share": flops / best / peak, "gflop": flops / 1e9,
@@ -134,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd bf16-cl models")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per variant (default 5; --quick: 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--context-tokens", type=int, default=77, help="context length (1: a class token)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: process CPU time, for a shared machine with --threads 1 (it then leaves out "

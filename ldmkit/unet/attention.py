@@ -96,6 +96,11 @@ class CrossAttention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        if context is not None and context.shape[1] == 1 and not (self.training or torch.is_grad_enabled()):
+            # One key (a class token): its softmax weight is 1 for every query, so each head's output is
+            # its value and every token gets to_out(to_v(context)). Inference only: with gradients,
+            # to_q's (zero) gradient would be missing for AdamW's weight decay and DDP's reduction.
+            return self.to_out(self.to_v(context)).expand(-1, x.shape[1], -1)  # (B, 1, dim) -> (B, N, dim)
         context = x if context is None else context
         q = split_heads(self.to_q(x), self.heads)  # (B, heads, N, d)
         k = split_heads(self.to_k(context), self.heads)  # (B, heads, M, d)

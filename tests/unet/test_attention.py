@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ldmkit.unet.attention import SMALL_ATTENTION, attention
+from ldmkit.unet.attention import SMALL_ATTENTION, CrossAttention, attention
 
 
 @pytest.mark.parametrize("n, m", [(16, 16), (64, 64), (64, 1), (256, 256)])
@@ -32,3 +32,31 @@ def test_small_path_gradients_match_sdpa():
 def test_float32_is_sdpa_exactly():
     q, k, v = (torch.randn(1, 2, 8, 16, generator=torch.Generator().manual_seed(i)) for i in range(3))
     assert torch.equal(attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.parametrize("training, grad", [(False, False), (False, True), (True, False)])
+def test_one_token_cross_attention_is_its_value_projection(training, grad):
+    torch.manual_seed(0)
+    layer = CrossAttention(64, heads=4, head_dim=16, context_dim=24).train(training)
+    x, context = torch.randn(2, 10, 64), torch.randn(2, 1, 24)
+    with torch.set_grad_enabled(grad):
+        got = layer(x, context)
+    want = layer.to_out(layer.to_v(context)).expand(-1, 10, -1)  # every query's weight on the one key is 1
+    assert got.shape == (2, 10, 64) and torch.allclose(got, want, atol=1e-6)
+    shortcut = not (training or grad)  # the shortcut skips to_q: taken only at inference
+    assert got.is_contiguous() is not shortcut
+    if grad:  # the full path: to_q is in the graph (its gradient is zero), as AdamW and DDP expect
+        got.sum().backward()
+        assert layer.to_q.weight.grad is not None and layer.to_q.weight.grad.abs().max() < 1e-6
+
+
+def test_self_attention_and_longer_contexts_take_the_full_path():
+    layer = CrossAttention(32, heads=2, head_dim=16, context_dim=32).eval()
+    x = torch.randn(1, 6, 32)
+    with torch.no_grad():
+        for context in (None, torch.randn(1, 2, 32)):
+            keys = x if context is None else context
+            q, k, v = (p(t).view(1, -1, 2, 16).transpose(1, 2) for p, t in
+                       ((layer.to_q, x), (layer.to_k, keys), (layer.to_v, keys)))
+            want = layer.to_out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, 6, 32))
+            assert torch.allclose(layer(x, context), want, atol=1e-6)
