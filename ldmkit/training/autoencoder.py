@@ -84,7 +84,7 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
     budget = TimeBudget(tc.max_minutes, state.get("train_seconds", 0.0) if state else 0.0)
     last, logged = None, start
     end = start if budget.exhausted() else tc.steps  # resumed with its time budget spent: train no further
-    bar = progress(range(start, end), desc="train-autoencoder", total=tc.steps, initial=start)
+    bar = progress(range(start, end), desc="train-autoencoder", total=budget.bar_total(tc.steps), initial=start)
     tick = time.perf_counter()
     for step in bar:
         batch = next(batches)
@@ -121,7 +121,7 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
             log.scalars(done, logs, images_per_second=rate, lr=opt.param_groups[0]["lr"],
                         train_seconds=budget.seconds)
             bar.set_postfix(loss=f"{float(logs['loss']):.4f}", l1=f"{float(logs['l1']):.4f}", img_s=f"{rate:.1f}",
-                            refresh=False)
+                            **budget.postfix(), refresh=False)
         if done % tc.image_every == 0 or done == tc.steps:
             model.eval()
             log.image(done, "reconstructions", reconstruction_grid(model, fixed))

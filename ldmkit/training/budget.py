@@ -24,6 +24,14 @@ class TimeBudget:
     def seconds(self) -> float:
         return self.spent + perf_counter() - self._since
 
+    def bar_total(self, steps: int) -> int | None:
+        """The progress bar's step total: `steps`, or none with a budget (which may end the run first)."""
+        return steps if self.limit is None else None
+
+    def postfix(self) -> dict[str, str]:
+        """What the progress bar shows of the budget: {"time": "12.3/30 min"}, or nothing without one."""
+        return {} if self.limit is None else {"time": f"{self.seconds / 60:.1f}/{self.limit / 60:g} min"}
+
     def exhausted(self, ctx=None) -> bool:
         """Whether the budget is used up (never without one); under torchrun, whether any rank says so,
         so that every rank stops after the same step."""

@@ -128,7 +128,8 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
 
     last, logged = None, start
     end = start if budget.exhausted(ctx) else tc.steps  # resumed with its time budget spent: train no further
-    bar = progress(range(start, end), desc="train", total=tc.steps, initial=start, disable=not ctx.is_main)
+    bar = progress(range(start, end), desc="train", total=budget.bar_total(tc.steps), initial=start,
+                   disable=not ctx.is_main)
     tick = time.perf_counter()
     for step in bar:
         lr = learning_rate(tc, step)
@@ -158,7 +159,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
             log.count_skipped(batches.take_skipped())
             log.scalars(done, logs, images_per_second=rate, lr=lr, nonfinite_total=guard.total,
                         train_seconds=budget.seconds)
-            bar.set_postfix(loss=f"{total.item():.4f}", img_s=f"{rate:.1f}", refresh=False)
+            bar.set_postfix(loss=f"{total.item():.4f}", img_s=f"{rate:.1f}", **budget.postfix(), refresh=False)
         if ctx.is_main and (done % tc.image_every == 0 or done == tc.steps):
             log.image(done, "samples_ema", sample_grid(model, ema, cfg, device, batches.dataset))
         if done % tc.ckpt_every == 0 or done == tc.steps or out_of_time:

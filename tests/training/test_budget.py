@@ -99,3 +99,11 @@ def test_without_a_budget_there_is_no_limit_and_a_bad_one_is_refused():
     assert budget.TimeBudget(1.0, spent=60.0).exhausted()
     with pytest.raises(ConfigError, match="max_minutes must be positive"):
         from_dict(TrainConfig, {"max_minutes": 0})
+
+
+def test_the_progress_bar_counts_steps_without_a_budget_and_minutes_with_one(fake_clock):
+    unlimited, limited = budget.TimeBudget(None), budget.TimeBudget(30.0, spent=90.0)
+    assert unlimited.bar_total(2000) == 2000 and unlimited.postfix() == {}
+    fake_clock()  # 25 s more: 115 s in all
+    assert limited.bar_total(10**9) is None  # the budget, not the step count, ends the run
+    assert limited.postfix() == {"time": "1.9/30 min"}
