@@ -43,8 +43,10 @@ SIZES = {"small": ("emoji-small", 32), "sd": ("sd-v1", 64)}  # preset, latent si
 
 
 def count_flops(cfg, batch: int, side: int, tokens: int) -> int:
+    """FLOPs of one call, in train mode: the full cross-attention diffusers computes, also where
+    ldmkit's inference skips it (one context token)."""
     with torch.device("meta"):
-        model = UNet(cfg)
+        model = UNet(cfg).train()
         x = torch.randn(batch, cfg.in_channels, side, side)
         context = torch.randn(batch, tokens, cfg.context_dim)
     with torch.no_grad():

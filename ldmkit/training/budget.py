@@ -8,6 +8,7 @@ after every optimiser step and stops after the step that crosses it (with a chec
 
 from __future__ import annotations
 
+import math
 from time import perf_counter
 
 import torch
@@ -24,9 +25,11 @@ class TimeBudget:
     def seconds(self) -> float:
         return self.spent + perf_counter() - self._since
 
-    def bar_total(self, steps: int) -> int | None:
-        """The progress bar's step total: `steps`, or none with a budget (which may end the run first)."""
-        return steps if self.limit is None else None
+    def bar_total(self, steps: int) -> float:
+        """The progress bar's step total: `steps`, or unknown (inf: tqdm then counts without a total, where
+        None would take the length of a resumed run's remaining range) with a budget, which may end the
+        run first."""
+        return steps if self.limit is None else math.inf
 
     def postfix(self) -> dict[str, str]:
         """What the progress bar shows of the budget: {"time": "12.3/30 min"}, or nothing without one."""
