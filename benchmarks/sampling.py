@@ -63,11 +63,11 @@ from ldmkit.conditioning.sections import ClassConfig  # noqa: E402
 from ldmkit.device import autocast, pick_device  # noqa: E402
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators  # noqa: E402
 from ldmkit.diffusion.schedule import DiffusionConfig  # noqa: E402
+from ldmkit.fast import compile_for_inference, for_training  # noqa: E402
 from ldmkit.interop.diffusers_autoencoder import to_diffusers as ae_to_diffusers  # noqa: E402
 from ldmkit.interop.diffusers_scheduler import scheduler_config  # noqa: E402
 from ldmkit.interop.diffusers_unet import to_diffusers as unet_to_diffusers  # noqa: E402
 from ldmkit.pipeline import LatentDiffusion, LDMConfig, Pipeline  # noqa: E402
-from ldmkit.pipeline.fast import compile_for_inference  # noqa: E402
 from ldmkit.training.config import TrainConfig, adamw  # noqa: E402
 from ldmkit.training.ema import EMA  # noqa: E402
 from ldmkit.training.ldm import TrainedParts, apply_gradients  # noqa: E402
@@ -149,7 +149,8 @@ def diffusers_pipeline(model: LatentDiffusion, device: torch.device, dtype: torc
 
 def ldmkit_sampler(pipe: Pipeline, labels: list[int], guidance: float, x_T: torch.Tensor, steps: int):
     def run():  # -> (latents, images in [0, 1] as diffusers' output_type "pt")
-        z = pipe.latents(range(len(labels)), labels, steps=steps, sampler="ddim", guidance=guidance, x_T=x_T)
+        z = pipe.latents(range(len(labels)), torch.tensor(labels), steps=steps, sampler="ddim", guidance=guidance,
+                         x_T=x_T)
         return z.float(), (pipe.decode(z).float() + 1) / 2  # (B, C, h, w), (B, 3, H, W)
     return run
 
@@ -177,7 +178,7 @@ def bench_sampling(size: int, args, device: torch.device) -> tuple[list[dict], l
     shape = (args.batch, *reference.latent_shape(side, side))
     x_T = randn_like_per_sample(shape, seeded_generators(range(args.batch)), device, torch.float32)
     with torch.no_grad():
-        cond = reference.condition(labels, args.batch, device)["context"]  # (B, 1, D)
+        cond = reference.condition(torch.tensor(labels))["context"]  # (B, 1, D)
         null = reference.null_condition(args.batch, device)["context"]
     flops = sampling_flops(reference, side, args.steps)
     runs, guidances = {}, (1.0, args.guidance)
@@ -218,7 +219,7 @@ def ldmkit_trainer(model: LatentDiffusion, precision: str, x: torch.Tensor, labe
     """One step of training/ldm.py's loop (one process, no accumulation) on the cached latents x (B, C, h, w):
     run() -> loss; run(images) encodes images (B, 3, H, W) first, as with latent_cache: false."""
     tc = TrainConfig(batch_size=x.shape[0], precision=precision)
-    trainable = TrainedParts(model.train())
+    trainable = TrainedParts(for_training(model).train())
     ema = EMA(trainable, EMA_DECAY)
     opt = adamw((p for p in trainable.parameters() if p.requires_grad), tc)  # fused, as the trainer's
     counter = itertools.count()

@@ -36,6 +36,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import CLOCKS, count_flops_of, describe, matmul_peak, measure, redraw_zero_layers  # noqa: E402
 from ldmkit.device import pick_device  # noqa: E402
+from ldmkit.fast.attention import use_fast_attention  # noqa: E402
 from ldmkit.interop.diffusers_unet import to_diffusers  # noqa: E402
 from ldmkit.unet import UNET_PRESETS, UNet  # noqa: E402
 
@@ -54,8 +55,9 @@ def count_flops(cfg, batch: int, side: int, tokens: int) -> int:
 
 
 def random_unet(cfg, device: torch.device) -> UNet:
+    """ldmkit's UNet as its Pipeline runs it: with the attention shortcuts of ldmkit/fast/attention.py."""
     torch.manual_seed(0)
-    return redraw_zero_layers(UNet(cfg)).eval().to(device)
+    return use_fast_attention(redraw_zero_layers(UNet(cfg))).eval().to(device)
 
 
 def compiled(model: nn.Module, device: torch.device) -> nn.Module:

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import CLOCKS, describe, measure, set_threads  # noqa: E402
 from benchmarks.sampling import SIZES, build_ldm, table  # noqa: E402
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators  # noqa: E402
-from ldmkit.pipeline import Pipeline, winograd  # noqa: E402
+from ldmkit.fast import winograd  # noqa: E402
+from ldmkit.pipeline import Pipeline  # noqa: E402
 
 # (N, C_in, C_out, side): the SD-layout decoder's convolutions at 256 px (B = 2) and UNet-sized ones
 CONVS = [(2, 512, 512, 32), (2, 512, 512, 64), (2, 512, 256, 128), (2, 256, 256, 128), (2, 256, 128, 256),
@@ -68,7 +69,7 @@ def bench_pipeline(size: int, steps: int, repeats: int) -> list[dict]:
         return run
 
     def sample():
-        return pipe.decode(pipe.latents([0, 1], [0, 1], steps=steps, sampler="ddim", x_T=x_T))
+        return pipe.decode(pipe.latents([0, 1], torch.tensor([0, 1]), steps=steps, sampler="ddim", x_T=x_T))
 
     runs = {}
     for name, fn in (("decode", lambda: pipe.decode(x_T)), (f"{steps}-step DDIM + decode", sample)):

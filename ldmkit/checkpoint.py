@@ -5,13 +5,17 @@ A model file is a `.safetensors` whose metadata carries `ldmkit.kind` (what it h
 A training checkpoint is a folder `step-NNNNNNNN/` with `model.safetensors` and `state.pt`
 (optimizers, step, RNG states), written under a temporary name and renamed into place;
 `latest` (a one-line file, also replaced atomically) names the newest complete one.
+A write that fails (a full disk, above all) leaves no temporary file or folder behind and raises
+a CheckpointError that names the file, the reason and the fix; earlier checkpoints stay intact.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -61,14 +65,37 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_error(err: OSError, path: str | Path, fix: str) -> CheckpointError:
+    """The CheckpointError for a failed write of `path`: what happened (a full disk by name), then `fix`."""
+    if err.errno == errno.ENOSPC:
+        return CheckpointError(f"no space left on device while writing {path}; {fix}")
+    return CheckpointError(f"could not write {path} ({err.strerror or err}); {fix}")
+
+
 def save_model_file(path: str | Path, tensors: dict[str, torch.Tensor], kind: str, config: dict,
                     extra: dict[str, str] | None = None) -> None:
     """Save weights with their kind and resolved config in the safetensors metadata."""
+    try:
+        _write_model_file(path, tensors, kind, config, extra)
+    except OSError as err:
+        raise write_error(err, path, "free some disk space (or choose another folder) and run the command again") \
+            from err
+
+
+def _write_model_file(path: str | Path, tensors: dict[str, torch.Tensor], kind: str, config: dict,
+                      extra: dict[str, str] | None) -> None:
+    """save_model_file's write; failures of the file system raise OSError (safetensors' included)."""
     metadata = {"ldmkit.format": FORMAT_VERSION, "ldmkit.kind": kind, "ldmkit.config": json.dumps(config)}
     metadata.update(extra or {})
     plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(plain, str(tmp), metadata=metadata)
+        try:
+            save_file(plain, str(tmp), metadata=metadata)
+        except SafetensorError as err:  # "I/O error: No space left on device (os error 28)"
+            code = re.search(r"os error (\d+)", str(err))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
 
 
 def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:
@@ -151,33 +178,100 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         candidate = ckpt_root / pointer.read_text().strip()
         if (candidate / MODEL_FILE).is_file() and (candidate / STATE_FILE).is_file():
             return candidate
-    complete = sorted(p for p in ckpt_root.glob("step-*") if (p / STATE_FILE).is_file() and p.suffix != ".tmp")
+    complete = sorted(p for p in ckpt_root.glob("step-*") if (p / MODEL_FILE).is_file() and (p / STATE_FILE).is_file())
     return complete[-1] if complete else None
 
 
 def save_checkpoint(run_dir: str | Path, step: int, tensors: dict[str, torch.Tensor], kind: str,
                     config: dict, state: dict[str, Any], keep_last: int = 2,
                     extra_metadata: dict[str, str] | None = None) -> Path:
-    """Write `checkpoints/step-N/` atomically (temp folder + rename), point `latest` at it, prune old ones."""
+    """Write `checkpoints/step-N/` atomically (temp folder + rename), point `latest` at it, prune old ones.
+
+    A failed write (e.g. a full disk) removes the temporary folder and raises a CheckpointError;
+    the previous checkpoint stays the latest one."""
     ckpt_root = Path(run_dir) / CHECKPOINT_DIR
     final = ckpt_root / f"step-{step:08d}"
     tmp = ckpt_root / f".step-{step:08d}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model_file(tmp / MODEL_FILE, tensors, kind, config, extra_metadata)
-    save_state(tmp / STATE_FILE, state)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    write_text_atomic(ckpt_root / LATEST_FILE, final.name + "\n")
+    previous = latest_checkpoint(run_dir)
+    _remove_killed_writes(ckpt_root)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        _write_model_file(tmp / MODEL_FILE, tensors, kind, config, extra_metadata)
+        save_state(tmp / STATE_FILE, state)
+        if final.exists():
+            _discard(final)
+        os.replace(tmp, final)
+        write_text_atomic(ckpt_root / LATEST_FILE, final.name + "\n")
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(err, OSError):
+            raise
+        kept = f"{previous} is intact" if previous is not None else "no earlier checkpoint exists"
+        raise write_error(err, final, f"free some disk space (or keep fewer checkpoints: train.keep_last) and "
+                                      f"continue the run with --resume {run_dir} ({kept})") from err
     for old in sorted(ckpt_root.glob("step-*"))[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     return final
 
 
+def _discard(folder: Path) -> None:
+    """Delete a checkpoint folder without ever showing it half deleted: hide it (one rename), then delete it."""
+    hidden = folder.with_name(f".{folder.name}.{os.getpid()}.old.tmp")
+    shutil.rmtree(hidden, ignore_errors=True)
+    try:
+        os.replace(folder, hidden)
+    except OSError:
+        hidden = folder
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _remove_killed_writes(ckpt_root: Path) -> None:
+    """Delete the hidden folders (`.step-N.PID[.old].tmp`) of checkpoint writes and deletions whose process is
+    gone: killed mid-way."""
+    for tmp in ckpt_root.glob(".step-*.*.tmp"):
+        pid = tmp.name.split(".")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0 only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it does, as another user's
+        pass
+    return True
+
+
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """torch.save a training state atomically; a failed write (a full disk) raises its OSError."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        out = _WriteRecorder(f)
+        try:
+            torch.save(state, out)
+        except RuntimeError:  # torch reports a failed write as "unexpected pos ...": raise the real cause
+            if out.error is None:
+                raise
+            raise out.error from None
+
+
+class _WriteRecorder:
+    """A binary file that keeps the OSError of its first failed write."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
 
 
 def load_state(path: str | Path) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 
-def cache_dir(override: str | Path | None = None) -> Path:
-    """`override`, else $LDMKIT_CACHE, else ~/.cache/ldmkit (created on demand)."""
+def cache_dir(override: str | Path | None = None, create: bool = True) -> Path:
+    """`override`, else $LDMKIT_CACHE, else ~/.cache/ldmkit (created unless create=False)."""
     path = Path(override or os.environ.get("LDMKIT_CACHE") or Path.home() / ".cache" / "ldmkit").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path

@@ -9,9 +9,10 @@ first-stage weights load by name.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ldmkit.autoencoder.blocks import AttnBlock, Downsample, ResnetBlock, Upsample, group_norm, silu_fresh
+from ldmkit.autoencoder.blocks import AttnBlock, Downsample, ResnetBlock, Upsample, group_norm
 
 
 class Level(nn.Module):
@@ -87,7 +88,7 @@ class Encoder(nn.Module):
         for level in self.down:
             h = level(h)  # (B, ch * ch_mult[i], H / 2**(i+1), ...), no downsampling at the last level
         h = self.mid(h)  # (B, ch * ch_mult[-1], H/f, W/f)
-        return self.conv_out(silu_fresh(self.norm_out(h)))  # (B, out_channels, H/f, W/f)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, out_channels, H/f, W/f)
 
 
 class Decoder(nn.Module):
@@ -111,4 +112,4 @@ class Decoder(nn.Module):
         h = self.mid(self.conv_in(z))  # (B, ch * ch_mult[-1], h, w)
         for level in reversed(self.up):
             h = level(h)  # (B, ch * ch_mult[i], H / 2**(i-1), ...) after upsampling; level 0 stays at H
-        return self.conv_out(silu_fresh(self.norm_out(h)))  # (B, out_channels, H, W)
+        return self.conv_out(F.silu(self.norm_out(h)))  # (B, out_channels, H, W)

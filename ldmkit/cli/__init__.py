@@ -1,9 +1,16 @@
-"""The `ldmkit` command line: one small module per subcommand, each with `add_arguments` and `run`."""
+"""The `ldmkit` command line: one small module per subcommand, each with `add_arguments` and `run`.
+
+Any bad input ends with one line `ldmkit CMD: error: <what>; <how to fix>` and exit code 2; a
+traceback is shown only with --debug (or LDMKIT_DEBUG=1), for developers.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import logging
+import os
 import sys
 
 from ldmkit.errors import LdmkitError
@@ -22,13 +29,24 @@ COMMANDS = {
     "eval": ("eval", "sample-quality metrics of an LDM: FD-EffNet/FID, KID, IS, precision/recall"),
     "export-diffusers": ("export_diffusers", "write an LDM as a diffusers pipeline folder"),
 }
+EXIT_BAD_INPUT = 2  # a problem with the input or the environment, explained in one line
+EXIT_BUG = 1  # an error ldmkit did not foresee: also one line, with --debug for the traceback
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's usage errors in the same one-line form as every other error."""
+
+    def error(self, message: str) -> None:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ldmkit", description="Latent Diffusion Models, offline-first.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = Parser(prog="ldmkit", description="Latent Diffusion Models, offline-first.")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks (also: LDMKIT_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show Python tracebacks")
         module = importlib.import_module(f"ldmkit.cli.{module_name}")
         module.add_arguments(p)
         p.set_defaults(_module=module)
@@ -36,12 +54,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0), or a usage error already printed as one line (2)
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
+    debug = args.debug or os.environ.get("LDMKIT_DEBUG", "") not in ("", "0")
+    logging.basicConfig(format=f"ldmkit {args.command}: warning: %(message)s", level=logging.WARNING)
     try:
         return args._module.run(args) or 0
-    except LdmkitError as err:
-        print(f"ldmkit {args.command}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"ldmkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # every failure reaches the user as one line; --debug shows the traceback
+        if debug:
+            raise
+        print(f"ldmkit {args.command}: error: {describe(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT if isinstance(err, (LdmkitError, OSError, MemoryError)) else EXIT_BUG
+
+
+def describe(err: Exception) -> str:
+    """One line naming the problem and the fix, for any exception."""
+    if isinstance(err, LdmkitError):
+        return str(err)
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return (f"no space left on device{' writing ' + str(err.filename) if err.filename else ''}; free some space "
+                "or write elsewhere (--out)")
+    if isinstance(err, PermissionError):
+        return f"permission denied: {err.filename or err}; choose a location you can write to (or read)"
+    if isinstance(err, FileNotFoundError):
+        return f"no such file or folder: {err.filename or err}; check the path"
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}{': ' + str(err.filename) if err.filename else ''}; check the path and the disk"
+    if isinstance(err, MemoryError):
+        return "out of memory; use a smaller --batch-size or image size"
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (f"unexpected {type(err).__name__}: {text}; this is a bug in ldmkit: rerun with --debug for the "
+            "traceback and report it")

@@ -14,17 +14,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ldmkit.conditioning import build_conditioner
+    from ldmkit.data.conditions import needs_images
     from ldmkit.data.latents import LatentCacheDataset
     from ldmkit.device import pick_device
-    from ldmkit.training.latent_cache import build_latent_cache
+    from ldmkit.training.latent_cache import build_latent_cache, cached_views
     from ldmkit.training.ldm import LDMRunConfig, load_first_stage
 
     cfg, _ = resolve_run_config(LDMRunConfig, args)
     start = time.perf_counter()
-    store_images = build_conditioner(cfg.conditioning).needs_images  # SR / inpainting derive conditions from them
+    store_images = needs_images(cfg.conditioning)  # SR / inpainting derive conditions from them
     folder = build_latent_cache(load_first_stage(cfg.first_stage), cfg.data, pick_device(cfg.train.device),
-                                batch_size=args.batch_size, store_images=store_images)
+                                batch_size=args.batch_size, store_images=store_images,
+                                views=cached_views(cfg.data, cfg.latent_cache_views))
     cache = LatentCacheDataset(folder)
     print(f"latent cache: {folder} ({len(cache)} latents, {time.perf_counter() - start:.1f} s)")
     return 0

@@ -1,4 +1,5 @@
-"""Argument handling shared by the training commands: CONFIG, --set, --out, --resume."""
+"""Arguments shared by several commands: training (CONFIG, --set, --out, --resume), loading a model,
+and sampling with it (--steps, --sampler, --eta, --guidance, --seed). One home for their help texts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from ldmkit.config import load_config
 from ldmkit.errors import ConfigError
+
+SAMPLER_NAMES = "ddim, plms, ddpm, euler, euler_a, heun, dpmpp_2m"
 
 
 def add_config_arguments(p: argparse.ArgumentParser, example: str) -> None:
@@ -28,3 +31,45 @@ def resolve_run_config(cls: type, args: argparse.Namespace) -> tuple[Any, Path]:
     cfg = load_config(cls, config, args.overrides)
     run_dir = Path(args.resume or args.out or Path("runs") / Path(config).stem)
     return cfg, run_dir
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """How to load the model: --config / --text-encoder for foreign checkpoints, --no-ema, --device."""
+    p.add_argument("--config", help="the original YAML when the model is a CompVis .ckpt/.safetensors")
+    p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+def add_sampling_arguments(p: argparse.ArgumentParser, steps: int = 50, sampler: str = "ddim") -> None:
+    p.add_argument("--steps", type=int, default=steps, help="sampling steps (default: %(default)s)")
+    p.add_argument("--sampler", default=sampler, help=f"{SAMPLER_NAMES} (default: %(default)s)")
+    p.add_argument("--eta", type=float, help="DDIM / Euler-ancestral noise (DDIM default 0)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1: off)")
+    p.add_argument("--seed", type=int, default=0, help="image i gets seed + i")
+
+
+def load_model(args: argparse.Namespace, path: str, device: str | None = None):
+    """The Pipeline of the model at `path` with the command's loading options."""
+    import ldmkit
+
+    return ldmkit.load(path, device=device or args.device, use_ema=not args.no_ema, config=args.config,
+                       text_encoder=args.text_encoder)
+
+
+def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The sampling arguments as keyword arguments of Pipeline calls."""
+    return {"steps": args.steps, "sampler": args.sampler, "eta": args.eta, "guidance": args.guidance,
+            "seed": args.seed}
+
+
+def output_folder(path: str | Path) -> Path:
+    """`path` created as a folder, with a clear error when that is impossible."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:
+        raise ConfigError(f"--out {path} is a file, not a folder; give a folder") from err
+    except OSError as err:
+        raise ConfigError(f"cannot create the output folder {path}: {err.strerror}; give another --out") from err
+    return path

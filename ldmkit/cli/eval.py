@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+from ldmkit.cli.common import add_model_arguments, add_sampling_arguments, output_folder
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="ldmkit run folder, checkpoint folder or model file of an LDM, an original "
@@ -28,11 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", "--num-samples", dest="n", type=int, default=1000,
                    help="number of samples to generate (spell it --num-samples under torchrun, whose own "
                         "option parser takes --n for an abbreviation of its --nnodes / --nproc-per-node)")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--sampler", default="ddim", help="ddim, plms, ddpm, euler, euler_a, heun, dpmpp_2m")
-    p.add_argument("--eta", type=float, help="DDIM / Euler-ancestral noise (DDIM default 0)")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
-    p.add_argument("--seed", type=int, default=0, help="sample i gets seed + i")
+    add_sampling_arguments(p)
     p.add_argument("--batch-size", type=int, default=16, help="samples generated at once per process")
     p.add_argument("--features", default="effnet", choices=["effnet", "inception"],
                    help="feature network: effnet (offline; FD-EffNet, KID-EffNet, ...) or inception (FID, ...)")
@@ -43,10 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "image of DATASET (default: the --ref dataset)")
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
-    p.add_argument("--config", help="the original YAML when CHECKPOINT is a CompVis .ckpt/.safetensors (needs --ref)")
-    p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
-    p.add_argument("--device", default="auto")
+    add_model_arguments(p)
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval/<features>-n<N>-<sampler>...)")
 
 
@@ -72,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.data.images import make_grid
     from ldmkit.errors import ConfigError
     from ldmkit.evaluation.feature_networks import build_feature_network
-    from ldmkit.evaluation.generation import DataConditions, generated_features
+    from ldmkit.evaluation.generation import DataConditions, check_conditions, generated_features
     from ldmkit.evaluation.reference import reference_dataset, reference_statistics
     from ldmkit.evaluation.sample_quality import markdown_table, sample_metrics
     from ldmkit.interop.compvis import find_original_pair
@@ -87,10 +82,16 @@ def run(args: argparse.Namespace) -> int:
     model_file = diffusers_folder or (resolve_model_file(args.checkpoint) if original is None else original[0])
     config = args.config if diffusers_folder else (None if original is None else original[1])
     ref = args.ref or default_reference(model_file)
+    for name in ("n", "batch_size", "kid_subsets", "kid_subset_size"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    tag = f"{args.features}-n{args.n}-{args.sampler}{args.steps}-g{args.guidance:g}-seed{args.seed}"
+    out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
-    try:
+    try:  # every input is checked (and the reference's statistics computed) before the first sample
         pipe = ldmkit.load(model_file, device=str(ctx.device), use_ema=not args.no_ema,
                            config=config, text_encoder=args.text_encoder)
+        pipe.check(args.steps, args.sampler, args.guidance, args.eta)
         resolution = pipe.config.image_size
         network = build_feature_network(args.features, args.inception_weights).to(ctx.device)
         conditions, source = None, None
@@ -99,7 +100,15 @@ def run(args: argparse.Namespace) -> int:
             if str(source).endswith(".npz"):
                 raise ConfigError("--condition-from-data needs images with their labels/captions, not a .npz of "
                                   "statistics: name the dataset, e.g. --condition-from-data openmoji")
+            if not pipe.config.conditioning.kinds:
+                raise ConfigError("--condition-from-data gives each sample a condition, but this model is "
+                                  "unconditional; drop it")
             conditions = DataConditions(reference_dataset(str(source), resolution, args.ref_split)[0], pipe)
+        check_conditions(pipe, conditions)
+        stats = None
+        if ctx.is_main:
+            stats = reference_statistics(ref, network, resolution, args.ref_split, args.ref_n, args.batch_size,
+                                         ctx.device)
         start = time.perf_counter()
         samples, preview = generated_features(
             pipe, network, args.n, args.seed, args.steps, args.sampler, args.guidance, args.eta, args.batch_size,
@@ -107,8 +116,6 @@ def run(args: argparse.Namespace) -> int:
         sampling_s = time.perf_counter() - start
         if not ctx.is_main:
             return 0
-        stats = reference_statistics(ref, network, resolution, args.ref_split, args.ref_n, args.batch_size,
-                                     ctx.device)
         metrics = sample_metrics(samples, stats, network, args.kid_subsets, args.kid_subset_size, seed=args.seed,
                                  device=ctx.device)
     finally:
@@ -120,9 +127,6 @@ def run(args: argparse.Namespace) -> int:
                 "conditions_from": None if conditions is None else str(source),
                 "processes": ctx.world_size, "device": ctx.device.type, "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}
-    tag = f"{args.features}-n{args.n}-{args.sampler}{args.steps}-g{args.guidance:g}-seed{args.seed}"
-    out = Path(args.out) if args.out else model_file.parent / "eval" / tag
-    out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     write_text_atomic(out / "metrics.md", f"{model_file} — {args.n} samples, {args.sampler} {args.steps} steps, "

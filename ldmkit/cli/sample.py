@@ -8,25 +8,25 @@ Conditions: `--class N|NAME`, `--prompt TEXT`, `--layout boxes.json` (COCO-style
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from ldmkit.cli.common import add_model_arguments, add_sampling_arguments, load_model, output_folder, sampling_options
+
+# condition flag -> (its argparse dest, the kind of model it is for)
+FLAG_KINDS = {"--class": ("class_", "class"), "--prompt": ("prompt", "text"), "--layout": ("layout", "layout"),
+              "--label-map": ("label_map", "semantic"), "--negative-prompt": ("negative_prompt", "text"),
+              "--negative-class": ("negative_class", "class")}
+DEFAULTS: dict[str, object] = {}  # every option's default, to tell which ones a command line set
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", help="ldmkit run folder, checkpoint folder or model file, an original "
                                                  "CompVis .ckpt/.safetensors (with --config) or a diffusers folder")
-    p.add_argument("--config", help="the original YAML of a CompVis checkpoint")
-    p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
+    add_model_arguments(p)
+    add_sampling_arguments(p)
     p.add_argument("--n", type=int, default=16, help="number of images")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--sampler", default="ddim", help="ddim, plms, ddpm, euler, euler_a, heun, dpmpp_2m")
-    p.add_argument("--eta", type=float, help="DDIM / Euler-ancestral noise (DDIM default 0)")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
-    p.add_argument("--seed", type=int, default=0, help="image i gets seed + i")
     p.add_argument("--height", type=int, help="pixels (default: the training size); larger works")
     p.add_argument("--width", type=int)
     p.add_argument("--batch-size", type=int, default=8, help="images sampled at once (bounds memory)")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs/samples", help="output folder")
     p.add_argument("--from-png", metavar="PNG", help="regenerate the image whose parameters this PNG carries")
     p.add_argument("--class", dest="class_", action="append", metavar="CLASS",
@@ -36,53 +36,123 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                     "per listed image, cycled over the samples)")
     p.add_argument("--label-map", metavar="PNG", help="semantic-synthesis models: a single-channel PNG of class ids; "
                                                       "its size is the sample's (larger than training works)")
+    p.add_argument("--negative-prompt", metavar="TEXT", help="text models: guide away from this caption instead of the "
+                                                             "empty one (needs --guidance above 1)")
+    p.add_argument("--negative-class", metavar="CLASS", help="class models: guide away from this class (index or name) "
+                                                             "instead of the unconditional one (needs --guidance > 1)")
+    p.add_argument("--init-image", metavar="IMG", help="img2img (SDEdit): start from this image; its size is the "
+                                                       "sample's")
+    p.add_argument("--strength", type=float, help="with --init-image: how much to change it, 0 (keep) .. 1 (ignore); "
+                                                  "default 0.75")
+    p.add_argument("--mask", metavar="IMG", help="with --init-image: change only the white part of this mask (any "
+                                                 "model: the rest is blended back every step and kept exactly)")
+    DEFAULTS.update({action.dest: action.default for action in p._actions})
 
 
 def run(args: argparse.Namespace) -> int:
-    import ldmkit
-    from ldmkit.data.images import make_grid, to_tensor
-    from ldmkit.errors import LdmkitError
-    from ldmkit.pipeline import read_params, save_png
+    from ldmkit.errors import ConfigError
+    from ldmkit.pipeline.metadata import add_inputs, input_files
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if args.from_png:
-        params = read_params(args.from_png)
-        pipe = ldmkit.load(params["checkpoint"], device=params["device"] if args.device == "auto" else args.device,
-                           use_ema=params["use_ema"], config=args.config, text_encoder=args.text_encoder)
-        seeds = params["batch_seeds"]
-        images = pipe(n=len(seeds), steps=params["steps"], sampler=params["sampler"], guidance=params["guidance"],
-                      seed=seeds[0], eta=params["eta"], height=params["height"], width=params["width"],
-                      condition=params["condition"], batch_size=len(seeds))
-        image = images[params["batch_index"]]
-        path = out / f"{params['seed']:06d}.png"
-        save_png(image, path)
-        print(f"regenerated: {path}")
-        return 0
+        return regenerate(args)
     if args.checkpoint is None:
-        raise LdmkitError("give a CHECKPOINT (run folder, checkpoint folder or model file) or --from-png")
-    pipe = ldmkit.load(args.checkpoint, device=args.device, use_ema=not args.no_ema, config=args.config,
-                       text_encoder=args.text_encoder)
-    images = pipe(n=args.n, steps=args.steps, sampler=args.sampler, guidance=args.guidance, seed=args.seed,
-                  eta=args.eta, height=args.height, width=args.width, batch_size=args.batch_size,
-                  condition=cli_condition(args), show_progress=True)
-    for i, image in enumerate(images):
-        save_png(image, out / f"{args.seed + i:06d}.png")
-    import torch
-
-    make_grid(torch.stack([to_tensor(im) for im in images])).save(out / "grid.png")
+        raise ConfigError("give a CHECKPOINT (run folder, checkpoint folder or model file) or --from-png")
+    condition = cli_condition(args)  # read and checked before the model loads
+    init_image, mask = read_image_inputs(args.init_image, args.mask)
+    out = output_folder(args.out)
+    pipe = load_model(args, args.checkpoint)
+    check_condition_flags(args, pipe.config.conditioning)
+    images = pipe(n=args.n, height=args.height, width=args.width, batch_size=args.batch_size, condition=condition,
+                  negative=args.negative_prompt or args.negative_class, init_image=init_image,
+                  strength=args.strength, mask=mask, show_progress=True, **sampling_options(args))
+    inputs = input_files({"init_image": args.init_image, "mask": args.mask})
+    for image in images if inputs else []:
+        add_inputs(image, inputs)
+    write_images(images, out, args.seed)
     print(f"wrote {len(images)} images and grid.png to {out}")
     return 0
 
 
+def read_image_inputs(init_image: str | None, mask: str | None):
+    """The init image (RGB) and mask (as stored) of --init-image / --mask, read before the model loads."""
+    from pathlib import Path
+
+    from ldmkit.data.images import load_rgb, read_image
+
+    image = load_rgb(init_image) if init_image else None
+    return image, read_image(Path(mask), f"mask {mask}", convert=lambda img: img.copy()) if mask else None
+
+
+def write_images(images: list, out, seed: int) -> None:
+    import torch
+
+    from ldmkit.data.images import make_grid, to_tensor
+    from ldmkit.pipeline import save_png
+
+    for i, image in enumerate(images):
+        save_png(image, out / f"{seed + i:06d}.png")
+    make_grid(torch.stack([to_tensor(im) for im in images])).save(out / "grid.png")
+
+
+def regenerate(args: argparse.Namespace) -> int:
+    """The image a PNG's parameters describe, drawn again in the batch it was drawn in."""
+    from ldmkit.errors import ConfigError
+    from ldmkit.pipeline import read_params, save_png
+    from ldmkit.pipeline.metadata import check_checkpoint, from_json, recorded_input
+
+    kept = ("from_png", "out", "device", "debug", "_module", "command")
+    given = [f"--{dest.rstrip('_').replace('_', '-')}" if dest != "checkpoint" else "CHECKPOINT"
+             for dest, value in vars(args).items() if dest not in kept and value != DEFAULTS.get(dest)]
+    if given:
+        raise ConfigError(f"--from-png takes every setting from the PNG; drop {', '.join(sorted(given))}")
+    params = read_params(args.from_png)
+    task = params.get("task", "sample")
+    if task != "sample":
+        raise ConfigError(f"{args.from_png} was written by `ldmkit {task}`; run `ldmkit {task}` again on its input "
+                          f"({params.get('inputs', {})}) with the settings it records")
+    out = output_folder(args.out)
+    check_checkpoint(params)
+    args.no_ema = not params["use_ema"]
+    pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device)
+    seeds, index = params["batch_seeds"], params["batch_index"]
+    # its own condition in every slot of a batch of the same size: an image depends only on its seed and
+    # condition, and the same batch size keeps even the kernels' rounding the same
+    batch = [from_json(params["condition"])] * len(seeds)
+    init = {}
+    if "init_image" in params:
+        mask = str(recorded_input(params, "mask")) if "mask" in params else None
+        init["init_image"], init["mask"] = read_image_inputs(str(recorded_input(params, "init_image")), mask)
+        init["strength"] = params["strength"]
+    negative = [from_json(params["negative"])] * len(seeds) if "negative" in params else None
+    images = pipe(n=len(seeds), steps=params["steps"], sampler=params["sampler"], guidance=params["guidance"],
+                  seed=seeds[0], eta=params["eta"], height=params["height"], width=params["width"],
+                  condition=batch, batch_size=len(seeds), negative=negative, **init)
+    path = out / f"{params['seed']:06d}.png"
+    save_png(images[index], path)
+    print(f"regenerated: {path}")
+    return 0
+
+
+def check_condition_flags(args: argparse.Namespace, cfg) -> None:
+    """A condition flag for another kind of model is an error that says what this model takes."""
+    from ldmkit.errors import ConfigError
+    from ldmkit.pipeline.conditions import accepts
+
+    for flag, (dest, kind) in FLAG_KINDS.items():
+        if getattr(args, dest) and kind not in cfg.kinds:
+            model = f"a '{cfg.kind}' model" if cfg.kinds else "an unconditional model"
+            raise ConfigError(f"{flag} is for {kind} models, but this is {model}: it takes {accepts(cfg)}; drop "
+                              f"{flag}")
+
+
 def cli_condition(args: argparse.Namespace):
-    """The raw condition of --class, --prompt, --layout (layout dicts) or --label-map ((H, W) ids), else None."""
-    from ldmkit.errors import LdmkitError
+    """The condition of --class, --prompt, --layout (layout dicts) or --label-map ((H, W) ids), else None."""
+    from ldmkit.errors import ConfigError
 
     given = [flag for flag, value in (("--class", args.class_), ("--prompt", args.prompt), ("--layout", args.layout),
                                       ("--label-map", args.label_map)) if value]
     if len(given) > 1:
-        raise LdmkitError(f"give one kind of condition, not {' and '.join(given)}")
+        raise ConfigError(f"give one kind of condition, not {' and '.join(given)}")
     for values in (args.class_, args.prompt):
         if values:
             return values[0] if len(values) == 1 else [values[i % len(values)] for i in range(args.n)]

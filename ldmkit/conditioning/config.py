@@ -17,10 +17,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ldmkit.conditioning.base import Conditioner, Unconditional
+from ldmkit.conditioning.class_embedder import ClassEmbedder
+from ldmkit.conditioning.clip_text import ClipText
+from ldmkit.conditioning.concat import InpaintConditioner, LowResConditioner
+from ldmkit.conditioning.hybrid import Hybrid
+from ldmkit.conditioning.layout import LayoutEncoder
 from ldmkit.conditioning.sections import (
     ClassConfig,
     InpaintConfig,
@@ -29,6 +35,8 @@ from ldmkit.conditioning.sections import (
     SemanticConfig,
     TextConfig,
 )
+from ldmkit.conditioning.semantic import SemanticMap
+from ldmkit.conditioning.text import BertText, MiniLMText
 
 Kind = Literal["none", "class", "text", "layout", "semantic", "low_res", "inpaint"]
 ConcatKind = Literal["none", "semantic", "low_res", "inpaint"]
@@ -64,32 +72,30 @@ class ConditioningConfig:
         """The config section of the chosen kind (None for 'none')."""
         return None if self.kind == "none" else getattr(self, "class_label" if self.kind == "class" else self.kind)
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of condition the model reads: (), (kind,), or (kind, hybrid)."""
+        return tuple(k for k in (self.kind, self.hybrid) if k != "none")
+
 
 def build_conditioner(cfg: ConditioningConfig) -> Conditioner:
-    """The encoder for `cfg.kind`, frozen when `cfg.trainable` is false."""
-    if cfg.kind == "none":
-        conditioner = Unconditional()
-    elif cfg.kind == "class":
-        from ldmkit.conditioning.class_embedder import build
-
-        conditioner = build(cfg)
-    elif cfg.kind == "text":
-        from ldmkit.conditioning.text import build
-
-        conditioner = build(cfg)
-    elif cfg.kind == "layout":
-        from ldmkit.conditioning.layout import build
-
-        conditioner = build(cfg)
-    else:  # semantic, low_res, inpaint: maps concatenated to z_t
-        from ldmkit.conditioning.concat import build
-
-        conditioner = build(cfg)
+    """The encoder for `cfg.kind` (plus the `hybrid` part), frozen when `cfg.trainable` is false."""
+    conditioner = BUILDERS[cfg.kind](cfg)
     if cfg.hybrid != "none":
-        from ldmkit.conditioning.hybrid import Hybrid
-
-        conditioner = Hybrid({cfg.kind: conditioner, cfg.hybrid: build_conditioner(replace(cfg, kind=cfg.hybrid,
-                                                                                           hybrid="none"))})
+        conditioner = Hybrid({cfg.kind: conditioner, cfg.hybrid: BUILDERS[cfg.hybrid](cfg)})
     if not cfg.trainable:
         conditioner.requires_grad_(False)
     return conditioner
+
+
+TEXT_ENCODERS: dict[str, Callable[[TextConfig], Conditioner]] = {"bert": BertText, "minilm": MiniLMText,
+                                                                 "clip": ClipText}
+BUILDERS: dict[str, Callable[[ConditioningConfig], Conditioner]] = {
+    "none": lambda cfg: Unconditional(),
+    "class": lambda cfg: ClassEmbedder(cfg.class_label),
+    "text": lambda cfg: TEXT_ENCODERS[cfg.text.encoder](cfg.text),
+    "layout": lambda cfg: LayoutEncoder(cfg.layout),
+    "semantic": lambda cfg: SemanticMap(cfg.semantic),
+    "low_res": lambda cfg: LowResConditioner(cfg.low_res),
+    "inpaint": lambda cfg: InpaintConditioner(cfg.inpaint),
+}

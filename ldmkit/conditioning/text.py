@@ -7,9 +7,9 @@ Three encoders (`TextConfig.encoder`):
   (`minilm.py`, padding masked inside the encoder), its last hidden states (B, N, 384), then a
   trained Linear(384, embed_dim) when embed_dim differs.
 - "clip": a frozen CLIP text model, as Stable Diffusion v1 (`clip_text.py`, optional `transformers`).
-The raw condition is a list of captions (one str is repeated for the batch; None means the null
-caption); the null caption used for classifier-free guidance is the empty one, "", as in CompVis. The encoder is the
-attribute `transformer`, as in CompVis, so `cond_stage_model.transformer.*` maps by name.
+The condition is a list of captions, one per sample; the null caption used for classifier-free
+guidance is the empty one, "", as in CompVis. The encoder is the attribute `transformer`, as in
+CompVis, so `cond_stage_model.transformer.*` maps by name.
 """
 
 from __future__ import annotations
@@ -29,19 +29,8 @@ Tokenizer = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]  # texts ->
 NULL_CAPTION = ""
 
 
-def as_texts(raw: str | Sequence[str] | None, batch_size: int) -> list[str]:
-    """One caption per sample; one str is repeated, None is the null caption (unconditional)."""
-    raw = NULL_CAPTION if raw is None else raw
-    texts = [raw] * batch_size if isinstance(raw, str) else [NULL_CAPTION if t is None else t for t in raw]
-    if len(texts) != batch_size or not all(isinstance(t, str) for t in texts):
-        raise DataError(f"a text condition must be {batch_size} captions (str), one per sample; got {raw!r}")
-    return texts
-
-
 class TextConditioner(Conditioner):
     """`{"context": encode_ids(*tokenizer(captions))}`; subclasses set `transformer` and `encode_ids`."""
-
-    batch_keys = ("caption",)
 
     def __init__(self, tokenizer: Tokenizer):
         super().__init__()
@@ -54,13 +43,15 @@ class TextConditioner(Conditioner):
     def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, raw, batch_size: int, device: torch.device, encode: Encode | None = None) -> Conditioning:
-        ids, mask = self.tokenize(as_texts(raw, batch_size))
+    def forward(self, captions: Sequence[str], encode: Encode | None = None) -> Conditioning:
+        if isinstance(captions, str) or not all(isinstance(t, str) for t in captions):
+            raise DataError(f"a text condition is a list of captions (str), one per sample; got {captions!r}")
+        ids, mask = self.tokenize(list(captions))
         here = next(self.parameters()).device
-        return {"context": self.encode_ids(ids.to(here), mask.to(here)).to(device)}  # (B, N, D)
+        return {"context": self.encode_ids(ids.to(here), mask.to(here))}  # (B, N, D)
 
     def null(self, batch_size: int, device: torch.device) -> Conditioning:
-        context = self.forward([NULL_CAPTION], 1, device)["context"]  # (1, N, D)
+        context = self([NULL_CAPTION])["context"].to(device)  # (1, N, D)
         return {"context": context.expand(batch_size, -1, -1)}
 
 
@@ -92,15 +83,3 @@ class MiniLMText(TextConditioner):
         with torch.no_grad():
             hidden = self.transformer(ids, mask)  # (B, N, 384), frozen
         return self.proj(hidden)  # (B, N, embed_dim)
-
-
-def build(cfg) -> TextConditioner:
-    """The text encoder of a ConditioningConfig of kind 'text'."""
-    text = cfg.text
-    if text.encoder == "bert":
-        return BertText(text)
-    if text.encoder == "minilm":
-        return MiniLMText(text)
-    from ldmkit.conditioning.clip_text import ClipText
-
-    return ClipText(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-PAD_LABEL = -1  # box_labels value of a padding row (its box is all zeros)
+from ldmkit.conditioning.layout import PAD_LABEL  # box_labels value of a padding row (its box is all zeros)
 
 
 def pad_boxes(boxes: torch.Tensor, labels: torch.Tensor, max_boxes: int) -> tuple[torch.Tensor, torch.Tensor]:

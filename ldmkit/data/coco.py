@@ -107,12 +107,20 @@ class CocoDataset(Dataset):
             raise DataError(f"image folder {self.root} does not exist or is not a folder")
         if split not in ("train", "val", "all"):
             raise DataError(f"split must be 'train', 'val' or 'all', got {split!r}")
-        images, self.boxes, self.class_names = read_coco(annotations)
+        every, self.boxes, self.class_names = read_coco(annotations)
+        images = every
         if split != "all":
-            images = [im for im in images if in_validation(Path(im["file_name"]), val_fraction) == (split == "val")]
+            images = [im for im in every if in_validation(Path(im["file_name"]), val_fraction) == (split == "val")]
         if not images:
-            raise DataError(f"{annotations} lists no images for split '{split}'")
-        self.images, self.resolution, self.crop, self.flip, self.max_boxes = images, resolution, crop, flip, max_boxes
+            fix = ("add images to it" if not every else
+                   "raise data.val_fraction" if split == "val" else "lower data.val_fraction")
+            raise DataError(f"{annotations} lists no images for split '{split}' ({len(every)} images in all, "
+                            f"data.val_fraction {val_fraction}); {fix}")
+        self.images, self.split, self.resolution, self.crop = images, split, resolution, crop
+        self.flip, self.max_boxes = flip, max_boxes
+
+    def __str__(self) -> str:
+        return f"the '{self.split}' split of COCO-style dataset {self.root} ({len(self.images)} images)"
 
     def __len__(self) -> int:
         return len(self.images)

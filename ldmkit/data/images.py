@@ -5,8 +5,12 @@ Every image tensor in ldmkit is float, (3, H, W) or (B, 3, H, W), with values in
 
 from __future__ import annotations
 
+import io
 import math
+import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -16,22 +20,10 @@ from ldmkit.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
+T = TypeVar("T")
 
 # A truncated file must fail loudly rather than decode as a half-grey image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open any image file as RGB: grayscale, palette and RGBA (over white) are converted."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return flatten_to_rgb(img)
-    except FileNotFoundError as err:
-        raise DataError(f"image {path} does not exist") from err
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"cannot read image {path}: {err}; replace or delete the file") from err
 
 
 def flatten_to_rgb(img: Image.Image) -> Image.Image:
@@ -44,6 +36,36 @@ def flatten_to_rgb(img: Image.Image) -> Image.Image:
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return img.convert("RGB")
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open any image file as RGB: grayscale, palette and RGBA (over white) are converted."""
+    return read_image(Path(path), f"image {path}")
+
+
+def read_image(source: Path | bytes, what: str, convert: Callable[[Image.Image], T] = flatten_to_rgb) -> T:
+    """`convert` of the image in a file or in encoded bytes; every way it cannot be read (missing,
+    corrupt, truncated, over Pillow's decompression-bomb limit) is a DataError naming `what`."""
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            img.load()
+            return convert(img)
+    except FileNotFoundError as err:
+        raise DataError(f"{what} does not exist; check the path") from err
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(_too_many_pixels(what, err)) from err
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot read {what}: {err}; replace or delete the file") from err
+
+
+def _too_many_pixels(what: str, err: Exception) -> str:
+    # Pillow says "Image size (N pixels) exceeds limit of L pixels, ..." (its limit stays as the user set it)
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+) pixels", str(err))
+    if found is None:
+        return f"{what} is too large for Pillow ({err}); downscale it first"
+    pixels, limit = int(found.group(1)), int(found.group(2))
+    return (f"{what} has {pixels:,} pixels, more than Pillow's decompression-bomb limit of {limit:,} "
+            f"(PIL.Image.MAX_IMAGE_PIXELS); downscale it first, to at most {limit:,} pixels")
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ldmkit.data.folder import ImageFolderDataset
-from ldmkit.data.images import load_rgb, to_tensor
+from ldmkit.data.images import load_rgb, read_image, to_tensor
 from ldmkit.data.transforms import Crop, apply_window, crop_window, draw_flip, sample_generator
 from ldmkit.errors import DataError
 
@@ -36,15 +36,8 @@ def label_map_ids(img: Image.Image, name: str = "label map") -> torch.Tensor:
 
 def read_label_map(path: str | Path) -> torch.Tensor:
     """A label-map PNG -> (H, W) int64 class ids (its pixel values)."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return label_map_ids(img, f"label map {path}")
-    except FileNotFoundError as err:
-        raise DataError(f"label map {path} does not exist") from err
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise DataError(f"cannot read label map {path}: {err}") from err
+    what = f"label map {path}"
+    return read_image(Path(path), what, lambda img: label_map_ids(img, what))
 
 
 def crop_label_map(label_map: torch.Tensor, window: tuple[int, int, int, int], size: int) -> torch.Tensor:
@@ -80,6 +73,7 @@ class LabelMapFolderDataset(ImageFolderDataset):
             if label_map.shape != (img.height, img.width):
                 raise DataError(f"label map {self.map_path(relative)} is {label_map.shape[1]}x{label_map.shape[0]} "
                                 f"but its image is {img.width}x{img.height}; they must match")
+            caption = self.caption(index)
         except DataError as err:
             log.warning("skipping %s", err)
             return None  # collate_skipping drops it and counts it
@@ -92,5 +86,5 @@ class LabelMapFolderDataset(ImageFolderDataset):
         label_map = crop_label_map(label_map, window, size)
         if self.flip and draw_flip(generator):
             image, label_map = image.flip(-1), label_map.flip(-1)
-        return {"image": image, "label_map": label_map, "caption": self.caption(index),
+        return {"image": image, "label_map": label_map, "caption": caption,
                 "label": self.class_names.index(self.class_of(relative)), "index": index}

@@ -2,14 +2,17 @@
 
     CACHE/index.json          what is in the cache (written last: its presence means complete)
     CACHE/shard-00000.safetensors
-        "mean", "logvar"      KL first stage: the posterior moments (N, C, h, w); z = mean + std * eps
-        "latent"              VQ (pre-quantisation) or identity first stage (N, C, h, w)
+        "mean", "logvar"      KL first stage: the posterior moments (N V, C, h, w); z = mean + std * eps
+        "latent"              VQ (pre-quantisation) or identity first stage (N V, C, h, w)
         "*_flip"              the same for the mirrored images, when the cache was built with flips
-        "image"               optional (N, 3, H, W) uint8 images, for conditions computed from them
-        "label"               (N,) int64; captions in the shard metadata ("captions", a JSON list)
+        "image"               optional (N V, 3, H, W) uint8 images, for conditions computed from them
+        "label"               (N V,) int64; captions in the shard metadata ("captions", a JSON list)
 
-A sample key (index, seed) from `EpochSampler` decides the flip and draws the posterior noise, so
-a cached run is reproducible and resumable exactly, like one that encodes every step.
+Each of the N images of a shard has V = index["views"] consecutive rows: its centre crop (V = 1),
+or V fixed random crops for `data.crop: random` (data/views.py; labels and captions per view,
+as box-derived ones follow the crop). A sample key (index, seed) from `EpochSampler` draws the
+view, then the flip, then the posterior noise, so a cached run is reproducible and resumable
+exactly, like one that encodes every step.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ldmkit.data.transforms import sample_generator
 from ldmkit.errors import DataError
 
 INDEX_FILE = "index.json"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: index["views"], V rows per image
 
 
 def sample_latent(moments: dict[str, torch.Tensor], generator: torch.Generator | None) -> torch.Tensor:
@@ -52,19 +55,22 @@ class LatentCacheDataset(Dataset):
         if self.index.get("version") != CACHE_VERSION:
             raise DataError(f"latent cache {self.root} has version {self.index.get('version')}, expected "
                             f"{CACHE_VERSION}; delete it and run `ldmkit cache-latents` again")
-        self.flip = self.index["flip"]
+        self.flip, self.views = self.index["flip"], self.index["views"]
         self.class_names = list(self.index.get("class_names", []))
-        self.starts = []
+        self.starts = []  # the first image of each shard
         total = 0
         for shard in self.index["shards"]:
             self.starts.append(total)
             total += shard["count"]
-        self.count = total
+        self.count = total  # images (each with `views` rows)
         self._tensors: dict[int, dict[str, torch.Tensor]] = {}
         self._captions: dict[int, list[str]] = {}
 
     def __len__(self) -> int:
         return self.count
+
+    def __str__(self) -> str:
+        return f"latent cache {self.root} ({self.count} images)"
 
     def _shard(self, k: int) -> tuple[dict[str, torch.Tensor], list[str]]:
         if k not in self._tensors:
@@ -77,8 +83,11 @@ class LatentCacheDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         k = bisect.bisect_right(self.starts, index) - 1
         tensors, captions = self._shard(k)
-        row = index - self.starts[k]
         generator = sample_generator(seed)
+        view = 0
+        if self.views > 1 and generator is not None:
+            view = int(torch.randint(self.views, (), generator=generator))
+        row = (index - self.starts[k]) * self.views + view
         flipped = self.flip and generator is not None and float(torch.rand((), generator=generator)) < 0.5
         suffix = "_flip" if flipped else ""
         names = ("latent",) if "latent" in tensors else ("mean", "logvar")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
 from ldmkit.data.sampler import EpochSampler
+from ldmkit.errors import DataError
+
+STREAM_LOOKAHEAD = 1000  # samples of a stream that fixed_batch reads at most
 
 
 def collate_skipping(samples: list[dict | None]) -> dict:
@@ -35,33 +39,60 @@ class WithSeed(Dataset):
 
 
 def train_loader(dataset: Dataset, batch_size: int, seed: int, start_batches: int = 0, rank: int = 0,
-                 world_size: int = 1, num_workers: int = 0) -> DataLoader:
+                 world_size: int = 1, num_workers: int = 0) -> Iterator[dict]:
     """An endless shuffled stream of `batch_size` batches for this rank, resuming after `start_batches`.
 
     Every sample carries its "seed" (augmentation, posterior and diffusion noise derive from it).
     Map-style datasets go through `EpochSampler`; streams (WebDataset) shard and resume themselves.
+    A batch whose every sample was unreadable is left out; its count moves on to the next batch.
     """
     if isinstance(dataset, IterableDataset):
         dataset.seed, dataset.rank, dataset.world_size = seed, rank, world_size
         dataset.batch_size, dataset.start_batches = batch_size, start_batches
-        return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping, num_workers=num_workers,
-                          persistent_workers=num_workers > 0)
-    sampler = EpochSampler(len(dataset), seed=seed, rank=rank, world_size=world_size,
-                           start=start_batches * batch_size)
-    return DataLoader(WithSeed(dataset), batch_size=batch_size, sampler=sampler, collate_fn=collate_skipping,
-                      num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=True)
+        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping, num_workers=num_workers,
+                            persistent_workers=num_workers > 0)
+    else:
+        sampler = EpochSampler(len(dataset), seed=seed, rank=rank, world_size=world_size,
+                               start=start_batches * batch_size)
+        loader = DataLoader(WithSeed(dataset), batch_size=batch_size, sampler=sampler, collate_fn=collate_skipping,
+                            num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=True)
+    return _readable(loader)
+
+
+def _readable(batches: Iterable[dict]) -> Iterator[dict]:
+    skipped = 0
+    for batch in batches:
+        if len(batch) == 1:  # only "skipped": every sample of the batch was unreadable
+            skipped += batch["skipped"]
+            continue
+        batch["skipped"] += skipped
+        skipped = 0
+        yield batch
 
 
 def fixed_batch(dataset: Dataset, k: int) -> dict:
-    """A collated batch of k' <= k fixed samples (for grids): spread over a map-style dataset, the
-    first ones of a stream; unreadable samples are left out."""
+    """A collated batch of k' <= k fixed readable samples (for grids): spread over a map-style dataset
+    (the next ones stand in for unreadable ones), the first ones of a stream. A DataError when none is."""
     if isinstance(dataset, IterableDataset):
-        samples = [s for s in itertools.islice(iter(dataset), 4 * k) if s is not None][:k]
+        tried = max(4 * k, STREAM_LOOKAHEAD)
+        samples = [s for s in itertools.islice(iter(dataset), tried) if s is not None][:k]
+        where = f"the first {tried} samples (or all, if fewer) of {dataset}"
     else:
         n = len(dataset)
-        samples = [dataset[i] for i in sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(min(k, n))})]
-        samples = [s for s in samples if s is not None]
+        spread = {round(i * (n - 1) / max(k - 1, 1)) for i in range(min(k, n))}
+        order = itertools.chain(sorted(spread), (i for i in range(n) if i not in spread))
+        samples = list(itertools.islice((s for s in map(dataset.__getitem__, order) if s is not None), k))
+        where = f"all {n} samples of {dataset}"
+    if not samples:
+        raise DataError(f"no readable sample among {where}: every one was skipped (see the warnings above); "
+                        "replace or delete the unreadable files, or add images (a validation split also grows "
+                        "with data.val_fraction)")
     return default_collate(samples)
+
+
+def check_readable(dataset: Dataset) -> None:
+    """A DataError at start-up, not a stall or crash mid-run, when `dataset` has no readable sample."""
+    fixed_batch(dataset, 1)
 
 
 def fixed_images(dataset: Dataset, k: int) -> torch.Tensor:

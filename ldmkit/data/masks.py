@@ -14,41 +14,11 @@ Every random choice comes from the sample's torch.Generator.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from ldmkit.errors import ConfigError, LdmkitError
-
-
-@dataclass(frozen=True)
-class MaskConfig:
-    stroke_prob: float = 0.7  # share of masks made of strokes; the others are boxes
-    strokes: tuple[int, int] = (1, 5)  # strokes per mask (LaMa large: 1-5)
-    segments: tuple[int, int] = (1, 5)  # segments per stroke
-    segment_length: tuple[float, float] = (10 / 256, 210 / 256)  # fraction of the image side
-    stroke_width: tuple[float, float] = (5 / 256, 105 / 256)  # fraction of the image side
-    boxes: tuple[int, int] = (1, 4)  # boxes per mask (LaMa large: 1-4)
-    box_size: tuple[float, float] = (30 / 256, 150 / 256)  # side of a box, fraction of the image side
-    margin: float = 10 / 256  # boxes keep this far from the border
-    min_coverage: float = 0.02  # redraw masks with a smaller hole ...
-    max_coverage: float = 0.6  # ... or a larger one
-    max_tries: int = 20  # redraws before the last draw is kept as it is
-
-    def __post_init__(self):
-        for key in ("strokes", "segments", "segment_length", "stroke_width", "boxes", "box_size"):
-            object.__setattr__(self, key, tuple(getattr(self, key)))  # lists from Python callers
-            value = getattr(self, key)
-            if len(value) != 2 or not 0 <= value[0] <= value[1]:
-                raise ConfigError(f"inpaint mask setting '{key}' must be a range [low, high] with 0 <= low <= high, "
-                                  f"got {value}")
-        if not 0.0 <= self.stroke_prob <= 1.0:
-            raise ConfigError(f"inpaint mask setting 'stroke_prob' must be in [0, 1], got {self.stroke_prob}")
-        if not 0.0 <= self.min_coverage < self.max_coverage <= 1.0:
-            raise ConfigError(f"inpaint mask coverage range [{self.min_coverage}, {self.max_coverage}] must satisfy "
-                              "0 <= min_coverage < max_coverage <= 1")
-        if self.max_tries < 1:
-            raise ConfigError(f"inpaint mask setting 'max_tries' must be at least 1, got {self.max_tries}")
+from ldmkit.conditioning.sections import MaskConfig
+from ldmkit.errors import LdmkitError
 
 
 def _uniform(generator: torch.Generator, low: float, high: float) -> float:

@@ -57,6 +57,11 @@ def sample_generator(seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator().manual_seed(seed)
 
 
+def view_seed(seed: int, view: int) -> int:
+    """The fixed seed of crop `view` of the sample with index or seed `seed` (the latent cache's views)."""
+    return (seed * 1_000_003 + view) % (2**63)
+
+
 def derive_seed(seed: int, stream: int) -> int:
     """An independent seed for another random stream of the same sample (e.g. its diffusion noise)."""
     return (seed * 6364136223846793005 + 1442695040888963407 * (stream + 1)) % (2**63)

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ldmkit.diffusion.schedule import Prediction
-from ldmkit.errors import ConfigError
+from ldmkit.diffusion.schedule import Prediction, check_prediction
 
 
 def expand_like(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -20,14 +19,9 @@ def expand_like(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return values.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
 
 
-def _check(prediction: str) -> None:
-    if prediction not in ("eps", "x0", "v"):
-        raise ConfigError(f"prediction {prediction!r} is unknown; use 'eps', 'x0' or 'v'")
-
-
 def to_eps(pred: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor, prediction: Prediction) -> torch.Tensor:
     """The noise implied by a network output of kind `prediction` at x_t."""
-    _check(prediction)
+    check_prediction(prediction)
     if prediction == "eps":
         return pred
     if prediction == "x0":
@@ -37,7 +31,7 @@ def to_eps(pred: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor, prediction
 
 def to_x0(pred: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor, prediction: Prediction) -> torch.Tensor:
     """The clean sample implied by a network output of kind `prediction` at x_t."""
-    _check(prediction)
+    check_prediction(prediction)
     if prediction == "x0":
         return pred
     if prediction == "eps":
@@ -47,7 +41,7 @@ def to_x0(pred: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor, prediction:
 
 def target(prediction: Prediction, x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
     """What a network of kind `prediction` should output for x_t built from (x0, eps)."""
-    _check(prediction)
+    check_prediction(prediction)
     if prediction == "eps":
         return eps
     if prediction == "x0":

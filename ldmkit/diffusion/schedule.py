@@ -25,6 +25,13 @@ from ldmkit.errors import ConfigError
 
 ScheduleName = Literal["scaled_linear", "linear", "cosine"]
 Prediction = Literal["eps", "x0", "v"]
+PREDICTIONS = ("eps", "x0", "v")
+
+
+def check_prediction(prediction: str, what: str = "prediction") -> None:
+    """A clear error for anything but eps, x0 or v (`what` names the setting)."""
+    if prediction not in PREDICTIONS:
+        raise ConfigError(f"{what} {prediction!r} is unknown; use 'eps', 'x0' or 'v'")
 
 COSINE_MAX_BETA = 0.999
 
@@ -37,6 +44,10 @@ class DiffusionConfig:
     "linear" (plain, CompVis' "sqrt_linear") or "cosine" (beta_start/beta_end unused).
     prediction: what the network outputs: "eps" (the paper's), "x0" or "v".
     min_snr_gamma: None for the plain loss, else the gamma of min-SNR weighting (5.0 in Hang et al.).
+    timestep_spacing, steps_offset: which timesteps the discrete samplers (DDPM, DDIM, PLMS) visit
+    with fewer steps than T, as diffusers' scheduler configs say it ("leading" with offset 1 is CompVis'
+    and Stable Diffusion v1's; "trailing", "linspace"; "uniform" is CompVis' own rule, which fails for
+    step counts that do not divide T). See ldmkit/sampling/timesteps.py.
     """
 
     schedule: ScheduleName = "scaled_linear"
@@ -46,6 +57,8 @@ class DiffusionConfig:
     cosine_s: float = 0.008
     prediction: Prediction = "eps"
     min_snr_gamma: float | None = None
+    timestep_spacing: Literal["leading", "trailing", "linspace", "uniform"] = "leading"
+    steps_offset: int = 1
 
     def __post_init__(self) -> None:
         if self.schedule not in ("scaled_linear", "linear", "cosine"):
@@ -53,8 +66,7 @@ class DiffusionConfig:
                 f"diffusion schedule {self.schedule!r} is unknown; use 'scaled_linear' (CompVis calls it "
                 "'linear'), 'linear' (CompVis' 'sqrt_linear') or 'cosine'"
             )
-        if self.prediction not in ("eps", "x0", "v"):
-            raise ConfigError(f"diffusion prediction {self.prediction!r} is unknown; use 'eps', 'x0' or 'v'")
+        check_prediction(self.prediction, "diffusion prediction")
         if self.timesteps < 2:
             raise ConfigError(f"diffusion timesteps must be at least 2, got {self.timesteps}")
         if self.schedule != "cosine" and not 0.0 < self.beta_start <= self.beta_end < 1.0:
@@ -64,6 +76,11 @@ class DiffusionConfig:
             )
         if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
             raise ConfigError(f"min_snr_gamma must be positive or null, got {self.min_snr_gamma}")
+        if self.timestep_spacing not in ("leading", "trailing", "linspace", "uniform"):
+            raise ConfigError(f"diffusion timestep_spacing {self.timestep_spacing!r} is unknown; use leading, "
+                              "trailing, linspace or uniform")
+        if not 0 <= self.steps_offset < self.timesteps:
+            raise ConfigError(f"diffusion steps_offset must be in [0, {self.timesteps}), got {self.steps_offset}")
 
 
 def make_betas(

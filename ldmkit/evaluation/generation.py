@@ -6,10 +6,10 @@ features back in order of i. Samples are rounded to 8 bits before the feature ne
 (`FeatureNetwork.preprocess`), as if written to PNG files and read back.
 
 Conditional models: `DataConditions` gives sample i the condition of a random reference image
-(picked by a generator seeded from sample i's seed), derived from that image's data fields by the
-model's own conditioner (`Conditioner.prepare` over its `batch_keys`: labels, captions, or the
-image itself for super-resolution and inpainting), so the generated set matches the reference
-set's distribution of conditions.
+(picked by a generator seeded from sample i's seed), read from that image's data fields as training
+reads them (`ldmkit.data.conditions`: labels, captions, boxes, maps, or the image itself for
+super-resolution and inpainting), so the generated set matches the reference set's distribution
+of conditions.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, default_collate
 
+from ldmkit.data.conditions import batch_condition, batch_keys
 from ldmkit.data.transforms import derive_seed, stream_generators
 from ldmkit.errors import ConfigError
 from ldmkit.evaluation.feature_networks import FeatureNetwork
@@ -32,11 +33,10 @@ PICK_STREAM, PREPARE_STREAM = 101, 102  # random streams of a sample's seed: whi
 
 
 class DataConditions:
-    """seeds -> the raw condition of a batch, taken from random samples of a reference dataset."""
+    """seeds -> the condition of a batch (the conditioner's tensor form), from random samples of a dataset."""
 
     def __init__(self, dataset: Dataset, pipe: Pipeline):
         self.dataset, self.pipe = dataset, pipe
-        self.conditioner = pipe.model.conditioner
 
     def picks(self, seeds: Sequence[int]) -> list[int]:
         """The reference index each seed takes its condition from."""
@@ -47,14 +47,14 @@ class DataConditions:
         batch = default_collate([self.dataset[j] for j in self.picks(seeds)])
         batch = {k: v.to(self.pipe.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         batch["seed"] = torch.tensor(list(seeds))
-        return self.conditioner.prepare(batch, stream_generators(list(seeds), PREPARE_STREAM))
+        return batch_condition(self.pipe.config.conditioning, batch, stream_generators(list(seeds), PREPARE_STREAM))
 
 
 def check_conditions(pipe: Pipeline, conditions: Callable | None) -> None:
     """A conditional model cannot be evaluated without a source of conditions."""
     kind = pipe.config.conditioning.kind
     if kind != "none" and conditions is None:
-        keys = ", ".join(pipe.model.conditioner.batch_keys) or "the image"
+        keys = ", ".join(batch_keys(pipe.config.conditioning))
         raise ConfigError(f"this model is conditioned on '{kind}' (it reads {keys} of a data sample); pass "
                           "--condition-from-data to give each sample the condition of a random reference image")
 

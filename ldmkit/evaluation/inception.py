@@ -21,7 +21,6 @@ features (FID, KID, precision/recall) and the 1008 logits (Inception Score).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ from torch import nn
 
 from ldmkit.errors import CheckpointError
 from ldmkit.features.weight_files import load_into, read_state_dict
+from ldmkit.paths import cache_dir
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
@@ -192,20 +192,15 @@ def find_inception_weights(path: str | Path | None = None) -> Path:
         if not Path(path).expanduser().is_file():
             raise CheckpointError(f"Inception weights {path} do not exist; {_where_to_get_them()}")
         return Path(path).expanduser()
-    candidate = _cache_root() / WEIGHTS_FILE
+    candidate = cache_dir(create=False) / WEIGHTS_FILE
     if candidate.is_file():
         return candidate
     raise CheckpointError(f"no FID Inception weights: {candidate} does not exist. {_where_to_get_them()}")
 
 
-def _cache_root() -> Path:
-    """The ldmkit cache folder ($LDMKIT_CACHE, else ~/.cache/ldmkit), without creating it."""
-    return Path(os.environ.get("LDMKIT_CACHE") or Path.home() / ".cache" / "ldmkit").expanduser()
-
-
 def _where_to_get_them() -> str:
     return (f"download {WEIGHTS_FILE} once from {WEIGHTS_URL} (pytorch-fid's release) and put it in "
-            f"{_cache_root()}/ (the ldmkit cache: $LDMKIT_CACHE or ~/.cache/ldmkit) or pass its path "
+            f"{cache_dir(create=False)}/ (the ldmkit cache: $LDMKIT_CACHE or ~/.cache/ldmkit) or pass its path "
             "(--inception-weights PATH). Without it, use the offline default --features effnet: FD-EffNet, "
             "KID-EffNet, ... are the same metrics in EfficientNet-Lite0 feature space (not comparable to FID)")
 

@@ -87,8 +87,8 @@ def _has_ldmkit_metadata(path: Path) -> bool:
     try:
         with safe_open(str(path), framework="pt") as f:
             return "ldmkit.kind" in (f.metadata() or {})
-    except (SafetensorError, OSError):  # not a safetensors file at all: not ours
-        return False
+    except (SafetensorError, OSError) as err:  # nothing can load it, ldmkit's or CompVis' loader alike
+        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); re-save or re-download it") from err
 
 
 def _only(paths: list[Path], what: str, folder: Path) -> Path | None:

@@ -21,7 +21,7 @@ from typing import Any
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.conditioning.sections import ClassConfig, InpaintConfig, LowResConfig, TextConfig
-from ldmkit.diffusion.schedule import DiffusionConfig
+from ldmkit.diffusion.schedule import PREDICTIONS, DiffusionConfig
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.pipeline.model import LDMConfig
 from ldmkit.unet.config import UNetConfig
@@ -213,7 +213,7 @@ def translate(data: Any, text_encoder: str | None = None) -> Translation:
     if schedule not in SCHEDULES:
         raise fail("model.params.beta_schedule", f"{schedule!r} is not supported; use {', '.join(SCHEDULES)}")
     prediction = p.get("parameterization", "eps")
-    if prediction not in ("eps", "x0", "v"):
+    if prediction not in PREDICTIONS:
         raise fail("model.params.parameterization", f"{prediction!r} is not supported; use eps, x0 or v")
     first = first_stage_config(p["first_stage_config"])
     unet = unet_config(p["unet_config"])

@@ -32,7 +32,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-import ldmkit
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
 from ldmkit.checkpoint import load_exact
@@ -46,6 +45,7 @@ from ldmkit.interop.diffusers_scheduler import diffusion_config_from_scheduler, 
 from ldmkit.interop.tensor_files import read_state_dict
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 from ldmkit.unet.model import UNet
+from ldmkit.version import __version__
 
 CONFIG = "config.json"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -193,7 +193,7 @@ def save_diffusers_folder(model: LatentDiffusion, out: str | Path, overwrite: bo
     save_scheduler_folder(cfg.diffusion, tmp / "scheduler")
     index["scheduler"] = ["diffusers", "DDIMScheduler"]
     _write_json(tmp / INDEX, index)
-    _write_json(tmp / LDMKIT_CONFIG, {"ldmkit_version": ldmkit.__version__, "config": to_dict(cfg)})
+    _write_json(tmp / LDMKIT_CONFIG, {"ldmkit_version": __version__, "config": to_dict(cfg)})
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -4,33 +4,32 @@
 use. Image i of a call has seed `seed + i`; its start noise and every per-step noise come from a
 CPU generator seeded with it, so an image does not depend on the batch it was drawn in or on the
 device. Each returned PIL image carries its generation parameters in `image.info["ldmkit"]`
-(JSON), which `save_png` writes as a PNG text chunk and `read_params` reads back.
+(JSON), which `save_png` writes as a PNG text chunk and `read_params` reads back
+(pipeline/metadata.py). Every option is checked against the model before the first step: an
+option the model cannot use, or a value outside its domain, is an error that says what it takes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
-import ldmkit
 from ldmkit.data.images import to_pil
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators
-from ldmkit.errors import LdmkitError
-from ldmkit.pipeline.fast import inference_parts
+from ldmkit.errors import ConfigError, LdmkitError
+from ldmkit.fast import for_inference
+from ldmkit.pipeline import conditions, starts
+from ldmkit.pipeline.metadata import PNG_KEY, image_metadata, to_json
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.pipeline.tiling import decode_tiled
 from ldmkit.progress import progress
-from ldmkit.sampling import sample
+from ldmkit.sampling import SAMPLERS, sample, sampler_options
+from ldmkit.sampling.blend import blended
 from ldmkit.sampling.guidance import classifier_free_guidance, conditioned
-
-PNG_KEY = "ldmkit"
 
 
 class Pipeline:
@@ -39,29 +38,53 @@ class Pipeline:
     def __init__(self, model: LatentDiffusion, device: torch.device | str = "cpu", source: str = "",
                  use_ema: bool = True, decode_tile: int = 32, dtype: torch.dtype = torch.float32,
                  compile: bool = False):
-        """`dtype` (e.g. torch.bfloat16) and `compile`: the fast inference path, see pipeline/fast.py;
+        """`dtype` (e.g. torch.bfloat16) and `compile`: the fast inference path, see ldmkit/fast/;
         they convert `model`'s UNet and decoder in place (on CPU the decoder goes channels_last in
         float32 too). On CPU without `compile`, `model`'s 3x3 convolutions become WinogradConv2d
-        (pipeline/winograd.py: same parameters, faster float32 inference)."""
+        (fast/winograd.py: same parameters, faster float32 inference)."""
         self.model = model.to(device).eval()
         self.device = torch.device(device)
-        self._unet, self._decode = inference_parts(self.model, self.device, dtype, compile)
+        self._unet, self._decode = for_inference(self.model, self.device, dtype, compile)
         self.source, self.use_ema, self.decode_tile = source, use_ema, decode_tile
-        self._source_digest: str | None = None
+        self.dtype = dtype
 
     @property
     def config(self):
         return self.model.config
 
+    def check(self, steps: int, sampler: str, guidance: float, eta: float | None) -> None:
+        """A clear error for a sampling option this model or sampler cannot use, before any work."""
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"steps must be a whole number >= 1, got {steps!r}")
+        if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
+            raise ConfigError(f"guidance must be a finite number >= 0 (1: no guidance), got {guidance!r}")
+        if guidance != 1.0 and not self.config.conditioning.kinds:
+            raise ConfigError("classifier-free guidance needs a conditional model, and this one is unconditional "
+                              f"(it takes {conditions.accepts(self.config.conditioning)}); drop the guidance")
+        if eta is not None:
+            if "eta" not in sampler_options(sampler):
+                takers = ", ".join(name for name in SAMPLERS if "eta" in sampler_options(name))
+                raise ConfigError(f"sampler {sampler!r} has no eta (only {takers} do); drop it")
+            if not math.isfinite(eta) or eta < 0:
+                raise ConfigError(f"eta must be a finite number >= 0, got {eta!r}")
+
     @torch.no_grad()
-    def latents(self, seeds: Sequence[int], condition: Any = None, steps: int = 50, sampler: str = "ddim",
+    def latents(self, seeds: Sequence[int], cond: Any = None, steps: int = 50, sampler: str = "ddim",
                 guidance: float = 1.0, eta: float | None = None, height: int | None = None,
                 width: int | None = None, callback: Callable[[dict], None] | None = None,
-                x_T: torch.Tensor | None = None) -> torch.Tensor:
+                x_T: torch.Tensor | None = None, negative: Any = None, init: torch.Tensor | None = None,
+                strength: float | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Sampled latents (B, C, h, w) in the diffusion model's (scaled) space, one per seed.
 
+        `cond` and `negative` are conditions in the conditioner's tensor form (see
+        ldmkit/conditioning/base.py); `negative` replaces the unconditional branch of guidance.
+        `init` (B, C, h, w) latents and `strength`: start part-way from them (sampling/img2img.py);
+        with `mask` (B, 1, h, w), 1 = fill, the rest of `init` is kept (sampling/blend.py).
         `x_T` replaces the start noise drawn from the seeds (e.g. a tile of a larger noise field);
         the seeds' generators still drive the per-step noise of stochastic samplers."""
+        self.check(steps, sampler, guidance, eta)
         model = self.model
         shape = model.latent_shape(height or self.config.image_size, width or self.config.image_size)
         generators = seeded_generators(seeds)  # CPU: the same noise on every device
@@ -70,15 +93,29 @@ class Pipeline:
         elif tuple(x_T.shape) != (len(seeds), *shape):
             raise LdmkitError(f"x_T has shape {tuple(x_T.shape)}, expected {(len(seeds), *shape)}")
         x_T = x_T.to(self.device, torch.float32)
-        cond = model.condition(condition, len(seeds), self.device)
+        cond = model.condition(cond)
+        null = model.condition(negative) if negative is not None else model.null_condition(len(seeds), self.device)
         if cond and guidance != 1.0:
-            unet = classifier_free_guidance(self._unet, cond, model.null_condition(len(seeds), self.device), guidance)
+            unet = classifier_free_guidance(self._unet, cond, null, guidance)
         else:
             unet = conditioned(self._unet, cond)
-        options = {"prediction": self.config.diffusion.prediction, "callback": callback}
+        if mask is not None:
+            unet = blended(unet, model.schedule, init, mask.to(self.device), x_T)
+        diffusion = self.config.diffusion
+        options = {"prediction": diffusion.prediction, "callback": callback}
+        if "offset" in sampler_options(sampler):  # discrete samplers visit the timesteps the model's config says
+            options.update(spacing=diffusion.timestep_spacing, offset=diffusion.steps_offset)
         if eta is not None:
             options["eta"] = eta
-        return sample(sampler, unet, x_T, model.schedule, steps, generators, **options)
+        if init is not None:
+            options.update(init=init.to(self.device, torch.float32), strength=strength)
+        z = sample(sampler, unet, x_T, model.schedule, steps, generators, **options)
+        return z if mask is None else mask * z + (1 - mask) * init.to(z)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> scaled latents (the posterior mode for KL first stages)."""
+        return self.model.encode(images.to(self.device, torch.float32))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -87,81 +124,76 @@ class Pipeline:
 
     def __call__(self, n: int = 1, steps: int = 50, sampler: str = "ddim", guidance: float = 1.0, seed: int = 0,
                  eta: float | None = None, height: int | None = None, width: int | None = None,
-                 condition: Any = None, batch_size: int = 8, show_progress: bool = False) -> list[Image.Image]:
-        """`n` PIL images with seeds seed, seed + 1, ...; at most `batch_size` are sampled at once."""
-        if n < 1 or batch_size < 1:
-            raise LdmkitError(f"n and batch_size must be at least 1, got n={n}, batch_size={batch_size}")
-        if isinstance(condition, torch.Tensor) and condition.ndim == 4 and condition.shape[0] > 1:
-            condition = list(condition)  # a batch of image conditions: one per image
-        conditions = condition if isinstance(condition, (list, tuple)) else [condition] * n
-        if len(conditions) != n:
-            raise LdmkitError(f"got {len(conditions)} conditions for n={n} images; give one or one per image")
-        asked = self.model.conditioner.image_size(conditions[0]) if conditions[0] is not None else None
-        default_h, default_w = asked or (self.config.image_size, self.config.image_size)
-        params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": height or
-                  default_h, "width": width or default_w}
+                 condition: Any = None, batch_size: int = 8, show_progress: bool = False,
+                 callback: Callable[[dict], None] | None = None, negative: Any = None, init_image: Any = None,
+                 strength: float | None = None, mask: Any = None) -> list[Image.Image]:
+        """`n` PIL images with seeds seed, seed + 1, ...; at most `batch_size` are sampled at once.
+
+        `condition`: one for every image or a list with one per image (pipeline/conditions.py);
+        `negative`: a condition of the same kind in place of the unconditional one in guidance (a
+        negative prompt or class). `init_image` (a PIL image or (3, H, W) tensor, or one per image) and
+        `strength` in [0, 1]: img2img (SDEdit), 0 keeps the image, 1 ignores it; with `mask` (white / 1 =
+        fill) only the masked part changes, with any model (inpainting by blending).
+        `callback(info)` is called after every step with the sampler's report plus "image" (the
+        index of the batch's first image) and "images" (n)."""
+        for name, value in (("n", n), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        self.check(steps, sampler, guidance, eta)
+        cfg = self.config.conditioning
+        inits = starts.init_items(self.model, init_image, strength, mask, n)
+        items = conditions.items(cfg, condition, n)
+        negatives = self._negatives(negative, n, guidance)
+        sizes = {conditions.image_size(cfg, item) for item in items} | {starts.size(i) for i in inits}
+        sizes -= {None}
+        if len(sizes) > 1:
+            raise LdmkitError(f"the conditions and init images ask for images of different sizes {sorted(sizes)}; "
+                              "give them one size")
+        asked = sizes.pop() if sizes else None
+        if asked and (height, width) not in ((None, None), asked):
+            raise ConfigError(f"the condition or init image sets the image size to {asked[1]}x{asked[0]} px; drop "
+                              "height/width")
+        height, width = asked or (height or self.config.image_size, width or self.config.image_size)
+        self.model.latent_shape(height, width)  # a clear error for a size the model cannot take, before any work
+        params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": height,
+                  "width": width}
+        if inits[0] is not None:
+            params["strength"] = starts.DEFAULT_STRENGTH if strength is None else strength
         images = []
         bar = progress(total=n, desc="sampling", unit="img", disable=not show_progress)
         for start in range(0, n, batch_size):
             seeds = [seed + i for i in range(start, min(n, start + batch_size))]
-            batch_conditions = conditions[start:start + len(seeds)]
-            raw = None if all(c is None for c in batch_conditions) else list(batch_conditions)
-            def show_step(info: dict) -> None:
-                bar.set_postfix(step=f"{info['i'] + 1}/{info['steps']}", refresh=False)
+            batch = slice(start, start + len(seeds))
 
-            z = self.latents(seeds, raw, steps, sampler, guidance, eta, params["height"], params["width"],
-                             callback=show_step)
-            for i, x in enumerate(self.decode(z)):
+            def report(info: dict, start: int = start) -> None:
+                bar.set_postfix(step=f"{info['i'] + 1}/{info['steps']}", refresh=False)
+                if callback is not None:
+                    callback({**info, "image": start, "images": n})
+
+            negative_batch = None if negatives is None else conditions.tensors(cfg, negatives[batch])
+            init, mask_z = starts.latents(self, inits[batch])
+            z = self.latents(seeds, conditions.tensors(cfg, items[batch]), steps, sampler, guidance, eta, height, width,
+                             callback=report, negative=negative_batch, init=init, strength=params.get("strength"),
+                             mask=mask_z)
+            decoded = starts.composite(self.decode(z), inits[batch])
+            for i, x in enumerate(decoded):
                 image = to_pil(x)
-                image.info[PNG_KEY] = json.dumps(self._metadata(params, seeds, i, batch_conditions[i]))
+                extra = {} if negatives is None else {"negative": to_json(negatives[start + i])}
+                image.info[PNG_KEY] = image_metadata(self, params, seeds, i, items[start + i],
+                                                     **extra, **starts.describe(inits[start + i]))
                 images.append(image)
             bar.update(len(seeds))
         bar.close()
         return images
 
-    def _metadata(self, params: dict, seeds: list[int], index: int, condition: Any) -> dict:
-        if self._source_digest is None and self.source and Path(self.source).is_file():
-            self._source_digest = _sha256(Path(self.source))
-        return {"ldmkit_version": ldmkit.__version__, "checkpoint": self.source, "checkpoint_sha256":
-                self._source_digest, "use_ema": self.use_ema, "seed": seeds[index], "batch_seeds": seeds,
-                "batch_index": index, "condition": _json_safe(condition), **params, "device": self.device.type,
-                "dtype": str(next(self.model.unet.parameters()).dtype).replace("torch.", "")}
-
-
-def _json_safe(value: Any) -> Any:
-    """A condition as JSON: image-like inputs (tensors, PIL images) become a short description."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return f"<tensor {tuple(value.shape)}>"
-    if isinstance(value, Image.Image):
-        return f"<image {value.width}x{value.height}>"
-    return value
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def save_png(image: Image.Image, path: str | Path) -> None:
-    """Write a generated image with its parameters as a PNG text chunk."""
-    info = PngInfo()
-    if PNG_KEY in image.info:
-        info.add_text(PNG_KEY, image.info[PNG_KEY])
-    info.add_text("Software", f"ldmkit {ldmkit.__version__}")
-    image.save(path, pnginfo=info)
-
-
-def read_params(path: str | Path) -> dict:
-    """The generation parameters stored in a PNG written by `save_png`."""
-    with Image.open(path) as img:
-        text = getattr(img, "text", {}).get(PNG_KEY)
-    if text is None:
-        raise LdmkitError(f"{path} carries no ldmkit generation parameters (was it written by `ldmkit sample`?)")
-    return json.loads(text)
+    def _negatives(self, negative: Any, n: int, guidance: float) -> list[Any] | None:
+        """Per-image negative conditions, checked: they act through guidance, on context conditions."""
+        if negative is None:
+            return None
+        cfg = self.config.conditioning
+        if cfg.hybrid != "none" or cfg.kind not in ("class", "text", "layout"):
+            raise ConfigError(f"a negative condition replaces the unconditional class, caption or layout of guidance; "
+                              f"this model takes {conditions.accepts(cfg)}, which has none")
+        if guidance == 1.0:
+            raise ConfigError("a negative condition acts through classifier-free guidance; set guidance above 1")
+        return conditions.items(cfg, negative, n)

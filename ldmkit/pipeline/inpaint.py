@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ldmkit.conditioning.image_inputs import image_and_mask
 from ldmkit.data.images import flatten_to_rgb, to_tensor, to_uint8
 from ldmkit.errors import ConfigError, ShapeError
+from ldmkit.pipeline.conditions import image_tensor, mask_tensor
 from ldmkit.pipeline.generate import Pipeline
+from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
 
 
@@ -39,7 +40,11 @@ def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, st
 
     Image i uses seed + i; outside its (binarised) mask it equals the input exactly."""
     check_inpainting_model(pipe.model)
-    images, masks = image_and_mask({"image": images, "mask": masks}, images.shape[0] if images.ndim == 4 else 1)
+    images = torch.stack([image_tensor(x, "inpainting image") for x in (images if images.dim() == 4 else [images])])
+    masks = torch.stack([mask_tensor(m) for m in (masks if masks.dim() == 4 else [masks])])  # (B, 1, H, W) in {0, 1}
+    if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
+        raise ShapeError(f"got masks {tuple(masks.shape)} for images {tuple(images.shape)}; give one mask of each "
+                         "image's size")
     images, masks = images.to(pipe.device), masks.to(pipe.device)
     h, w = images.shape[-2:]
     m = pipe.model.factor * pipe.model.config.unet.size_multiple
@@ -53,16 +58,22 @@ def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, st
 
 
 def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = 50, sampler: str = "ddim",
-            seed: int = 0, guidance: float = 1.0, eta: float | None = None) -> Image.Image:
+            seed: int = 0, guidance: float = 1.0, eta: float | None = None, inputs: dict | None = None) -> Image.Image:
     """Fill the white part of `mask` in `image`; every other pixel of the (RGB) image is kept bit-exactly.
 
-    Transparency in the image is flattened onto white first, as everywhere in ldmkit."""
+    Transparency in the image is flattened onto white first, as everywhere in ldmkit. The result carries
+    its generation parameters (pipeline/metadata.py; `inputs` describes where the inputs came from)."""
     rgb = flatten_to_rgb(image)
     if mask.size != rgb.size:
         raise ShapeError(f"the mask is {mask.width}x{mask.height} px but the image {rgb.width}x{rgb.height}; "
                          "give a mask of the image's size (white = fill)")
     original = np.asarray(rgb)  # (H, W, 3) uint8
-    _, hole = image_and_mask({"image": to_tensor(rgb), "mask": mask}, 1)  # (1, 1, H, W) in {0, 1}
+    hole = mask_tensor(mask)[None]  # (1, 1, H, W) in {0, 1}
     filled = inpaint_tensor(pipe, to_tensor(rgb)[None], hole, steps, sampler, seed, guidance, eta)
     keep = ~hole[0, 0].bool().numpy()[..., None]  # (H, W, 1)
-    return Image.fromarray(np.where(keep, original, to_uint8(filled[0])))
+    out = Image.fromarray(np.where(keep, original, to_uint8(filled[0])))
+    params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": out.height,
+              "width": out.width}
+    condition = {"image": to_tensor(rgb), "mask": hole[0]}
+    out.info[PNG_KEY] = image_metadata(pipe, params, [seed], 0, condition, task="inpaint", inputs=inputs or {})
+    return out

@@ -17,11 +17,10 @@ from torch import nn
 
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.model import build_autoencoder
-from ldmkit.conditioning import Conditioning, ConditioningConfig, build_conditioner
+from ldmkit.conditioning import Conditioning, ConditioningConfig, build_conditioner, to_device
 from ldmkit.diffusion.loss import diffusion_loss
 from ldmkit.diffusion.schedule import DiffusionConfig, Schedule
 from ldmkit.errors import ConfigError, ShapeError
-from ldmkit.pipeline.winograd import use_winograd
 from ldmkit.sampling.guidance import conditioned
 from ldmkit.unet.config import UNetConfig
 from ldmkit.unet.model import UNet
@@ -64,8 +63,7 @@ class LatentDiffusion(nn.Module):
     def __init__(self, config: LDMConfig):
         super().__init__()
         self.config = config
-        # frozen, so only ever run for inference: its large 3x3 convs take the Winograd path on CPU
-        self.first_stage = use_winograd(build_autoencoder(config.first_stage).requires_grad_(False).eval())
+        self.first_stage = build_autoencoder(config.first_stage).requires_grad_(False).eval()
         self.unet = UNet(config.unet)
         self.conditioner = build_conditioner(config.conditioning)
         self.schedule = Schedule.from_config(config.diffusion)
@@ -74,6 +72,10 @@ class LatentDiffusion(nn.Module):
         super().train(mode)
         self.first_stage.eval()  # frozen: no dropout, ever
         return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.time_embed[0].weight.device
 
     @property
     def factor(self) -> int:
@@ -99,9 +101,10 @@ class LatentDiffusion(nn.Module):
         """Scaled latents (B, C, h, w) -> images (B, 3, h f, w f), not clamped."""
         return self.first_stage.decode(z / self.config.scale_factor)
 
-    def condition(self, raw, batch_size: int, device: torch.device) -> Conditioning:
-        """The UNet inputs for a raw condition (None for unconditional models)."""
-        return self.conditioner(raw, batch_size, device, encode=self.encode)
+    def condition(self, cond) -> Conditioning:
+        """The UNet inputs for a condition in its conditioner's tensor form (None: unconditional models),
+        on the model's device."""
+        return self.conditioner(to_device(cond, self.device), encode=self.encode)
 
     def null_condition(self, batch_size: int, device: torch.device) -> Conditioning:
         return self.conditioner.null(batch_size, device)

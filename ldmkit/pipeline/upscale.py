@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ldmkit.conditioning.image_inputs import image_batch
 from ldmkit.data.images import flatten_to_rgb, to_pil, to_tensor
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators
 from ldmkit.errors import ConfigError
+from ldmkit.pipeline.conditions import image_tensor
 from ldmkit.pipeline.generate import Pipeline
+from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.pipeline.tiling import blend_tiles
 
@@ -58,7 +59,7 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = 50, sampler: s
     `tile` and `overlap` are in LR pixels (rounded down to multiples of `lr_multiple`)."""
     model = pipe.model
     factor, m = sr_factor(model), lr_multiple(model)
-    lr = image_batch(lr, 1, "low-resolution image").to(pipe.device)  # (1, 3, h, w)
+    lr = image_tensor(lr, "low-resolution image")[None].to(pipe.device)  # (1, 3, h, w)
     h, w = lr.shape[-2:]
     height, width = math.ceil(h / m) * m, math.ceil(w / m) * m
     padded = F.pad(lr, (0, width - w, 0, height - h), mode="replicate")  # (1, 3, H, W)
@@ -86,7 +87,12 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = 50, sampler: s
 
 def upscale(pipe: Pipeline, image: Image.Image, steps: int = 50, sampler: str = "ddim", seed: int = 0,
             guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
-            color_fix: bool = True) -> Image.Image:
-    """A PIL image upscaled `factor` times (transparency is flattened onto white first)."""
+            color_fix: bool = True, inputs: dict | None = None) -> Image.Image:
+    """A PIL image upscaled `factor` times (transparency is flattened onto white first), carrying its
+    generation parameters (pipeline/metadata.py; `inputs` describes where the input came from)."""
     lr = to_tensor(flatten_to_rgb(image))
-    return to_pil(upscale_tensor(pipe, lr, steps, sampler, seed, guidance, eta, tile, overlap, color_fix)[0])
+    out = to_pil(upscale_tensor(pipe, lr, steps, sampler, seed, guidance, eta, tile, overlap, color_fix)[0])
+    params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": out.height,
+              "width": out.width, "tile": tile, "overlap": overlap, "color_fix": color_fix}
+    out.info[PNG_KEY] = image_metadata(pipe, params, [seed], 0, lr, task="upscale", inputs=inputs or {})
+    return out

@@ -3,8 +3,8 @@
 Contract
 --------
 A sampler never holds state. Each takes the start noise, the schedule and explicit random sources,
-reports every step through `callback(dict)` and returns the sample, or (sample, {"x": [...], "x0": [...]})
-with `return_intermediates=True`.
+reports every step through `callback(dict)` (progress bars, previews and intermediates all go
+there) and returns the sample.
 
 - The model is a discrete-time callable `model(x_t, t) -> prediction`: x_t (B, ...), t (B,) DDPM
   timesteps in [0, T), the prediction eps, x0 or v (say which with `prediction=`). Conditioning and
@@ -42,7 +42,6 @@ spacing, a_prev = abar[0] at the last step) and k-diffusion.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 
 import torch
@@ -56,17 +55,20 @@ from ldmkit.sampling.dpm_solver import sample_dpmpp_2m
 from ldmkit.sampling.euler import sample_euler, sample_euler_ancestral
 from ldmkit.sampling.heun import sample_heun
 from ldmkit.sampling.plms import sample_plms
-from ldmkit.sampling.sigma_space import in_sigma_space
+from ldmkit.sampling.sigma_space import SIGMA_OPTIONS, in_sigma_space
 
-SAMPLERS: dict[str, Callable] = {
-    "ddpm": sample_ddpm,
-    "ddim": sample_ddim,
-    "plms": sample_plms,
-    "euler": in_sigma_space(sample_euler, stochastic=False),
-    "euler_a": in_sigma_space(sample_euler_ancestral, stochastic=True),
-    "heun": in_sigma_space(sample_heun, stochastic=False),
-    "dpmpp_2m": in_sigma_space(sample_dpmpp_2m, stochastic=False),
+DISCRETE = frozenset({"prediction", "spacing", "offset", "init", "strength", "callback"})
+# name -> (sampler, the keyword options it takes)
+SAMPLERS: dict[str, tuple[Callable, frozenset[str]]] = {
+    "ddpm": (sample_ddpm, DISCRETE | {"clip_x0"}),
+    "ddim": (sample_ddim, DISCRETE | {"eta", "final_alpha"}),
+    "plms": (sample_plms, DISCRETE | {"final_alpha"}),
+    "euler": (in_sigma_space(sample_euler, stochastic=False), SIGMA_OPTIONS),
+    "euler_a": (in_sigma_space(sample_euler_ancestral, stochastic=True), SIGMA_OPTIONS | {"eta", "s_noise"}),
+    "heun": (in_sigma_space(sample_heun, stochastic=False), SIGMA_OPTIONS),
+    "dpmpp_2m": (in_sigma_space(sample_dpmpp_2m, stochastic=False), SIGMA_OPTIONS),
 }
+
 
 def sample(
     name: str,
@@ -76,24 +78,19 @@ def sample(
     steps: int,
     generators: list[torch.Generator] | None = None,
     **options,
-):
+) -> torch.Tensor:
     """Run sampler `name` from start noise x_T (B, ...) ~ N(0, I); options go to the sampler."""
-    if name not in SAMPLERS:
-        raise ConfigError(f"sampler {name!r} is unknown; choose one of {', '.join(SAMPLERS)}")
-    fn = SAMPLERS[name]
     accepted = sampler_options(name)
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise ConfigError(
             f"sampler {name!r} has no option {', '.join(unknown)}; it takes {', '.join(sorted(accepted))}"
         )
-    return fn(model, x_T, schedule, steps, generators, **options)
+    return SAMPLERS[name][0](model, x_T, schedule, steps, generators, **options)
 
 
 def sampler_options(name: str) -> frozenset[str]:
     """The keyword options sampler `name` accepts."""
-    fn = SAMPLERS[name]
-    if hasattr(fn, "options"):
-        return fn.options
-    params = inspect.signature(fn).parameters.values()
-    return frozenset(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+    if name not in SAMPLERS:
+        raise ConfigError(f"sampler {name!r} is unknown; choose one of {', '.join(SAMPLERS)}")
+    return SAMPLERS[name][1]

@@ -27,7 +27,8 @@ from ldmkit.diffusion.noise import check_generators, randn_like_per_sample
 from ldmkit.diffusion.schedule import Prediction, Schedule
 from ldmkit.errors import ConfigError
 from ldmkit.sampling.denoiser import Model, eps_model
-from ldmkit.sampling.progress import Callback, Progress
+from ldmkit.sampling.img2img import first_step, start_point
+from ldmkit.sampling.progress import Callback, report
 from ldmkit.sampling.timesteps import Spacing, discrete_timesteps
 
 FinalAlpha = Literal["first", "one"]
@@ -80,10 +81,12 @@ def sample_ddim(
     spacing: Spacing = "uniform",
     offset: int = 0,
     final_alpha: FinalAlpha = "first",
+    init: torch.Tensor | None = None,
+    strength: float | None = None,
     callback: Callback | None = None,
-    return_intermediates: bool = False,
-):
-    """DDIM from x = x_T (B, ...); eta > 0 draws per-step noise from the per-sample `generators`."""
+) -> torch.Tensor:
+    """DDIM from x = x_T (B, ...), or from `init` at `strength` (img2img.py); eta > 0 draws per-step noise
+    from the per-sample `generators`."""
     if eta < 0:
         raise ConfigError(f"DDIM eta must be >= 0, got {eta}")
     if eta > 0:
@@ -91,11 +94,14 @@ def sample_ddim(
     taus = discrete_timesteps(schedule.num_timesteps, steps, spacing, offset)
     coefficients = ddim_coefficients(schedule, taus, eta, final_alpha)
     predict_eps = eps_model(model, schedule, prediction)
-    progress = Progress(callback, return_intermediates)
-    for i, index in enumerate(reversed(range(len(taus)))):
+    walk = list(reversed(range(len(taus))))[first_step(len(taus), strength, init):]
+    if not walk:
+        return init.to(x)
+    x = start_point(x, init, float(schedule.alphas_cumprod[taus[walk[0]]]), strength)
+    for i, index in enumerate(walk):
         t = torch.full((x.shape[0],), taus[index], dtype=torch.int64, device=x.device)  # (B,)
         eps = predict_eps(x, t)
         noise = randn_like_per_sample(x.shape, generators, x.device, x.dtype) if eta > 0 else None
         x, pred_x0 = ddim_update(x, eps, coefficients, index, noise)
-        progress(i=i, steps=len(taus), t=taus[index], x=x, x0=pred_x0)
-    return progress.result(x)
+        report(callback, i=i, steps=len(walk), t=taus[index], x=x, x0=pred_x0)
+    return x

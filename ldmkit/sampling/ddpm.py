@@ -23,7 +23,8 @@ from ldmkit.diffusion.noise import check_generators, randn_like_per_sample
 from ldmkit.diffusion.schedule import Prediction, Schedule
 from ldmkit.errors import ConfigError
 from ldmkit.sampling.denoiser import Model, eps_model
-from ldmkit.sampling.progress import Callback, Progress
+from ldmkit.sampling.img2img import first_step, start_point
+from ldmkit.sampling.progress import Callback, report
 from ldmkit.sampling.timesteps import Spacing, discrete_timesteps
 
 
@@ -53,19 +54,24 @@ def sample_ddpm(
     spacing: Spacing = "leading",
     offset: int = 0,
     clip_x0: float | None = None,
+    init: torch.Tensor | None = None,
+    strength: float | None = None,
     callback: Callback | None = None,
-    return_intermediates: bool = False,
-):
-    """Ancestral DDPM from x = x_T (B, ...) over `steps` (default: all T) timesteps."""
+) -> torch.Tensor:
+    """Ancestral DDPM from x = x_T (B, ...) over `steps` (default: all T) timesteps, or from `init` at
+    `strength` (img2img.py)."""
     if clip_x0 is not None and clip_x0 <= 0:
         raise ConfigError(f"clip_x0 must be positive or None, got {clip_x0}")
     generators = check_generators(generators, x.shape[0], "DDPM sampling")
     taus = discrete_timesteps(schedule.num_timesteps, steps or schedule.num_timesteps, spacing, offset)
     abar = schedule.alphas_cumprod  # (T,) float64
     predict_eps = eps_model(model, schedule, prediction)
-    progress = Progress(callback, return_intermediates)
     like = {"device": x.device, "dtype": x.dtype}
-    for i, index in enumerate(reversed(range(len(taus)))):
+    walk = list(reversed(range(len(taus))))[first_step(len(taus), strength, init):]
+    if not walk:
+        return init.to(x)
+    x = start_point(x, init, float(abar[taus[walk[0]]]), strength)
+    for i, index in enumerate(walk):
         t = taus[index]
         c = ddpm_coefficients(float(abar[t]), float(abar[taus[index - 1]]) if index > 0 else 1.0)
         eps = predict_eps(x, torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device))
@@ -76,5 +82,5 @@ def sample_ddpm(
         if t > 0:
             noise = randn_like_per_sample(x.shape, generators, x.device, x.dtype)
             x = x + (0.5 * c["log_var"]).exp().to(**like) * noise
-        progress(i=i, steps=len(taus), t=t, x=x, x0=x0)
-    return progress.result(x)
+        report(callback, i=i, steps=len(walk), t=t, x=x, x0=x0)
+    return x

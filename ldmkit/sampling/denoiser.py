@@ -16,22 +16,16 @@ import torch
 
 from ldmkit.diffusion.noising import abar_at
 from ldmkit.diffusion.parameterization import expand_like, to_eps
-from ldmkit.diffusion.schedule import Prediction, Schedule
-from ldmkit.errors import ConfigError
+from ldmkit.diffusion.schedule import Prediction, Schedule, check_prediction
 from ldmkit.sampling.sigmas import Interpolation, SigmaTable
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 
 
-def _check_prediction(prediction: str) -> None:
-    if prediction not in ("eps", "x0", "v"):
-        raise ConfigError(f"prediction {prediction!r} is unknown; use 'eps', 'x0' or 'v'")
-
-
 def eps_model(model: Model, schedule: Schedule, prediction: Prediction = "eps") -> Model:
     """`model(x_t, t) -> eps` for a model that predicts eps, x0 or v at integer timesteps t (B,)."""
-    _check_prediction(prediction)
+    check_prediction(prediction)
     if prediction == "eps":
         return model
 
@@ -55,7 +49,7 @@ def sigma_denoiser(
     point (at least float32) in general, int64 when `quantize_t`. Its output converts to x0 with
     the same sigma: eps -> x - sigma eps; v -> x / (sigma^2 + 1) - v sigma / sqrt(sigma^2 + 1).
     """
-    _check_prediction(prediction)
+    check_prediction(prediction)
     table = SigmaTable.of(schedule, interpolation)
 
     def denoise(x: torch.Tensor, sigma: float) -> torch.Tensor:

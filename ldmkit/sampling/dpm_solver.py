@@ -20,7 +20,7 @@ import torch
 
 from ldmkit.sampling.denoiser import Denoiser
 from ldmkit.sampling.euler import check_sigmas
-from ldmkit.sampling.progress import Callback, Progress
+from ldmkit.sampling.progress import Callback, report
 
 
 def sample_dpmpp_2m(
@@ -29,11 +29,9 @@ def sample_dpmpp_2m(
     sigmas: torch.Tensor,
     *,
     callback: Callback | None = None,
-    return_intermediates: bool = False,
-):
+) -> torch.Tensor:
     """Deterministic DPM-Solver++(2M) from x = x_T in sigma space (x_T ~ N(0, sigmas[0]^2 I))."""
     levels = check_sigmas(sigmas)
-    progress = Progress(callback, return_intermediates)
     x0_prev: torch.Tensor | None = None
     for i, (s, s_next) in enumerate(zip(levels, levels[1:])):
         x0 = denoiser(x, s)
@@ -48,5 +46,5 @@ def sample_dpmpp_2m(
                 direction = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
             x = (s_next / s) * x - math.expm1(-h) * direction
         x0_prev = x0
-        progress(i=i, steps=len(levels) - 1, sigma=s, x=x, x0=x0)
-    return progress.result(x)
+        report(callback, i=i, steps=len(levels) - 1, sigma=s, x=x, x0=x0)
+    return x

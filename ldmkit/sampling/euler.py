@@ -19,7 +19,7 @@ import torch
 from ldmkit.diffusion.noise import check_generators, randn_like_per_sample
 from ldmkit.errors import ConfigError
 from ldmkit.sampling.denoiser import Denoiser
-from ldmkit.sampling.progress import Callback, Progress
+from ldmkit.sampling.progress import Callback, report
 
 
 def check_sigmas(sigmas: torch.Tensor) -> list[float]:
@@ -44,17 +44,15 @@ def sample_euler(
     sigmas: torch.Tensor,
     *,
     callback: Callback | None = None,
-    return_intermediates: bool = False,
-):
+) -> torch.Tensor:
     """Deterministic Euler from x = x_T in sigma space (x_T ~ N(0, sigmas[0]^2 I))."""
     levels = check_sigmas(sigmas)
-    progress = Progress(callback, return_intermediates)
     for i, (s, s_next) in enumerate(zip(levels, levels[1:])):
         x0 = denoiser(x, s)
         d = (x - x0) / s
         x = x + d * (s_next - s)
-        progress(i=i, steps=len(levels) - 1, sigma=s, x=x, x0=x0)
-    return progress.result(x)
+        report(callback, i=i, steps=len(levels) - 1, sigma=s, x=x, x0=x0)
+    return x
 
 
 def sample_euler_ancestral(
@@ -66,12 +64,10 @@ def sample_euler_ancestral(
     eta: float = 1.0,
     s_noise: float = 1.0,
     callback: Callback | None = None,
-    return_intermediates: bool = False,
-):
+) -> torch.Tensor:
     """Euler ancestral; per-step noise comes from the per-sample `generators`."""
     generators = check_generators(generators, x.shape[0], "Euler-ancestral sampling")
     levels = check_sigmas(sigmas)
-    progress = Progress(callback, return_intermediates)
     for i, (s, s_next) in enumerate(zip(levels, levels[1:])):
         x0 = denoiser(x, s)
         sigma_down, sigma_up = ancestral_step(s, s_next, eta)
@@ -79,5 +75,5 @@ def sample_euler_ancestral(
         x = x + d * (sigma_down - s)
         if sigma_up > 0:
             x = x + randn_like_per_sample(x.shape, generators, x.device, x.dtype) * (s_noise * sigma_up)
-        progress(i=i, steps=len(levels) - 1, sigma=s, x=x, x0=x0)
-    return progress.result(x)
+        report(callback, i=i, steps=len(levels) - 1, sigma=s, x=x, x0=x0)
+    return x

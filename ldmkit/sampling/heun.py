@@ -13,7 +13,7 @@ import torch
 
 from ldmkit.sampling.denoiser import Denoiser
 from ldmkit.sampling.euler import check_sigmas
-from ldmkit.sampling.progress import Callback, Progress
+from ldmkit.sampling.progress import Callback, report
 
 
 def sample_heun(
@@ -22,11 +22,9 @@ def sample_heun(
     sigmas: torch.Tensor,
     *,
     callback: Callback | None = None,
-    return_intermediates: bool = False,
-):
+) -> torch.Tensor:
     """Deterministic Heun from x = x_T in sigma space (x_T ~ N(0, sigmas[0]^2 I))."""
     levels = check_sigmas(sigmas)
-    progress = Progress(callback, return_intermediates)
     for i, (s, s_next) in enumerate(zip(levels, levels[1:])):
         x0 = denoiser(x, s)
         d = (x - x0) / s
@@ -37,5 +35,5 @@ def sample_heun(
             x_euler = x + d * dt
             d_next = (x_euler - denoiser(x_euler, s_next)) / s_next
             x = x + (d + d_next) / 2 * dt
-        progress(i=i, steps=len(levels) - 1, sigma=s, x=x, x0=x0)
-    return progress.result(x)
+        report(callback, i=i, steps=len(levels) - 1, sigma=s, x=x, x0=x0)
+    return x

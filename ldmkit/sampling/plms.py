@@ -22,7 +22,8 @@ import torch
 from ldmkit.diffusion.schedule import Prediction, Schedule
 from ldmkit.sampling.ddim import FinalAlpha, ddim_coefficients, ddim_update
 from ldmkit.sampling.denoiser import Model, eps_model
-from ldmkit.sampling.progress import Callback, Progress
+from ldmkit.sampling.img2img import first_step, start_point
+from ldmkit.sampling.progress import Callback, report
 from ldmkit.sampling.timesteps import Spacing, discrete_timesteps
 
 
@@ -46,20 +47,25 @@ def sample_plms(
     spacing: Spacing = "uniform",
     offset: int = 0,
     final_alpha: FinalAlpha = "first",
+    init: torch.Tensor | None = None,
+    strength: float | None = None,
     callback: Callback | None = None,
-    return_intermediates: bool = False,
-):
-    """PLMS from x = x_T (B, ...); deterministic, so `generators` is unused."""
+) -> torch.Tensor:
+    """PLMS from x = x_T (B, ...), or from `init` at `strength` (img2img.py); deterministic, so
+    `generators` is unused."""
     taus = discrete_timesteps(schedule.num_timesteps, steps, spacing, offset)
     coefficients = ddim_coefficients(schedule, taus, 0.0, final_alpha)
     predict_eps = eps_model(model, schedule, prediction)
-    progress = Progress(callback, return_intermediates)
 
     def at(t: int) -> torch.Tensor:
         return torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device)  # (B,)
 
+    walk = list(reversed(range(len(taus))))[first_step(len(taus), strength, init):]
+    if not walk:
+        return init.to(x)
+    x = start_point(x, init, float(schedule.alphas_cumprod[taus[walk[0]]]), strength)
     history: list[torch.Tensor] = []
-    for i, index in enumerate(reversed(range(len(taus)))):
+    for i, index in enumerate(walk):
         eps = predict_eps(x, at(taus[index]))
         if not history:
             x_euler, _ = ddim_update(x, eps, coefficients, index)
@@ -69,5 +75,5 @@ def sample_plms(
             eps_prime = plms_eps(eps, history)
         x, pred_x0 = ddim_update(x, eps_prime, coefficients, index)
         history = [*history[-2:], eps]
-        progress(i=i, steps=len(taus), t=taus[index], x=x, x0=pred_x0)
-    return progress.result(x)
+        report(callback, i=i, steps=len(walk), t=taus[index], x=x, x0=pred_x0)
+    return x

@@ -11,7 +11,6 @@ the start as pure noise; the two differ by a factor sqrt(1 + 1 / sigma_0^2), 1.0
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ import torch
 
 from ldmkit.diffusion.schedule import Prediction, Schedule
 from ldmkit.sampling.denoiser import Model, sigma_denoiser
+from ldmkit.sampling.img2img import first_step, start_point
 from ldmkit.sampling.progress import Callback
 from ldmkit.sampling.sigmas import Interpolation, sigma_schedule
 from ldmkit.sampling.timesteps import Spacing
@@ -41,24 +41,24 @@ def in_sigma_space(sampler: Callable, stochastic: bool) -> Callable:
         rho: float = 7.0,
         interpolation: Interpolation = "log",
         quantize_t: bool = False,
+        init: torch.Tensor | None = None,
+        strength: float | None = None,
         callback: Callback | None = None,
-        return_intermediates: bool = False,
         **options,
-    ):
+    ) -> torch.Tensor:
         sigmas = sigma_schedule(schedule, steps, spacing, karras, rho, interpolation)
+        sigmas = sigmas[first_step(len(sigmas) - 1, strength, init):]  # img2img: the last steps only
+        if len(sigmas) == 1:
+            return init.to(x)
         denoiser = sigma_denoiser(model, schedule, prediction, interpolation, quantize_t)
+        x = start_point(x, init, 1.0 / (float(sigmas[0]) ** 2 + 1.0), strength)  # VP latent at the first level
         x = x * math.sqrt(float(sigmas[0]) ** 2 + 1.0)
         if stochastic:
             options["generators"] = generators
-        return sampler(
-            denoiser, x, sigmas, callback=callback, return_intermediates=return_intermediates, **options
-        )
+        return sampler(denoiser, x, sigmas, callback=callback, **options)
 
-    inner = inspect.signature(sampler).parameters
-    outer = inspect.signature(run, follow_wrapped=False).parameters
-    run.options = frozenset(  # type: ignore[attr-defined]
-        name
-        for name, p in [*outer.items(), *inner.items()]
-        if p.kind is p.KEYWORD_ONLY and name != "options"
-    )
     return run
+
+
+SIGMA_OPTIONS = frozenset({"prediction", "spacing", "karras", "rho", "interpolation", "quantize_t", "init",
+                           "strength", "callback"})

@@ -5,6 +5,7 @@ All functions return the timesteps in increasing order as a float64 tensor; samp
   entries when S does not divide T (e.g. 31 for S = 30), exactly as CompVis' make_ddim_timesteps.
 - "quadratic" (CompVis): (linspace(0, sqrt(0.8 T), S) ** 2).astype(int) + 1.
 - "leading" (diffusers): arange(S) * (T // S) + offset; with offset=1 it equals "uniform" when S divides T.
+  An offset that would step past T - 1 (offset 1 with S = T) is reduced to stay in range, so any S works.
 - "trailing" (diffusers): round(arange(T, 0, -T / S)) - 1, so the first step starts at T - 1.
 - "linspace" (diffusers' Euler/Heun default): linspace(0, T - 1, S), fractional unless (T - 1) / (S - 1)
   is an integer; the discrete samplers round it, as diffusers' PNDM and DDIM do.
@@ -33,7 +34,7 @@ def spaced_timesteps(num_timesteps: int, steps: int, spacing: Spacing = "uniform
     elif spacing == "quadratic":
         ts = ((np.linspace(0, np.sqrt(T * 0.8), steps)) ** 2).astype(int) + 1
     elif spacing == "leading":
-        ts = np.arange(0, steps) * (T // steps) + offset
+        ts = np.arange(0, steps) * (T // steps) + min(offset, T - 1 - (steps - 1) * (T // steps))
     elif spacing == "trailing":
         ts = np.round(np.arange(T, 0, -T / steps))[::-1] - 1
     elif spacing == "linspace":

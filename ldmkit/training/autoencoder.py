@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,14 +12,13 @@ from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.loss import AutoencoderLoss, AutoencoderLossConfig
 from ldmkit.autoencoder.model import build_autoencoder
 from ldmkit.data import DataConfig, build_dataset, train_loader
-from ldmkit.data.loader import fixed_images
+from ldmkit.data.loader import check_readable, fixed_images
 from ldmkit.device import autocast, pick_device
 from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid
 from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
-from ldmkit.progress import progress
-from ldmkit.training.budget import TimeBudget
 from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.guard import NonFiniteGuard
+from ldmkit.training.loop import TrainLoop
 from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
 
 DISC_WEIGHT_DECAY = 0.01  # the discriminator's AdamW: torch's default decay, as the CompVis recipe leaves it
@@ -62,9 +60,11 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
         start = state["step"]
         guard.total = state["nonfinite"]
         log.skipped_images = state["skipped_images"]
+        log.resume_at(start)
 
     train_set = build_dataset(cfg.data, "train")
     val_set = build_dataset(cfg.data, "val")
+    check_readable(train_set)  # fail now, not mid-run (fixed_images below does it for val_set)
     batches = iter(train_loader(train_set, tc.batch_size, tc.seed, start_batches=start,
                                 num_workers=cfg.data.num_workers))
     fixed = fixed_images(val_set, 16).to(device)
@@ -73,7 +73,7 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
         return {"step": step, "model": model.state_dict(), "discriminator": loss_fn.discriminator.state_dict(),
                 "opt": opt.state_dict(), "opt_d": opt_d.state_dict(), "noise": noise.get_state(),
                 "rng": rng_state(), "nonfinite": guard.total, "skipped_images": log.skipped_images,
-                "train_seconds": budget.seconds}
+                "train_seconds": loop.seconds}
 
     def save(step: int) -> Path:
         tensors, model_cfg = autoencoder_state(model)
@@ -81,12 +81,9 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
 
     model.train()
     loss_fn.train()
-    budget = TimeBudget(tc.max_minutes, state.get("train_seconds", 0.0) if state else 0.0)
-    last, logged = None, start
-    end = start if budget.exhausted() else tc.steps  # resumed with its time budget spent: train no further
-    bar = progress(range(start, end), desc="train-autoencoder", total=budget.bar_total(tc.steps), initial=start)
-    tick = time.perf_counter()
-    for step in bar:
+    loop = TrainLoop(tc, start, state.get("train_seconds", 0.0) if state else 0.0, "train-autoencoder")
+    last = None
+    for step in loop:
         batch = next(batches)
         log.count_skipped(batch["skipped"])
         x = batch["image"].to(device, non_blocking=True)
@@ -113,24 +110,21 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
                 logs.update(d_logs)
         logs["nonfinite_total"] = guard.total
         done = step + 1
-        out_of_time = budget.exhausted()
-        if done % tc.log_every == 0 or done == tc.steps or out_of_time:
-            now = time.perf_counter()
-            rate = (done - logged) * tc.batch_size / max(now - tick, 1e-9)
-            tick, logged = now, done
-            log.scalars(done, logs, images_per_second=rate, lr=opt.param_groups[0]["lr"],
-                        train_seconds=budget.seconds)
-            bar.set_postfix(loss=f"{float(logs['loss']):.4f}", l1=f"{float(logs['l1']):.4f}", img_s=f"{rate:.1f}",
-                            **budget.postfix(), refresh=False)
-        if done % tc.image_every == 0 or done == tc.steps:
+        tick = loop.tick(done)
+        if tick.log:
+            log.scalars(done, logs, images_per_second=tick.images_per_second, lr=opt.param_groups[0]["lr"],
+                        train_seconds=loop.seconds)
+            loop.show(loss=f"{float(logs['loss']):.4f}", l1=f"{float(logs['l1']):.4f}",
+                      img_s=f"{tick.images_per_second:.1f}")
+        if tick.image:
             model.eval()
             log.image(done, "reconstructions", reconstruction_grid(model, fixed))
             model.train()
-        if done % tc.ckpt_every == 0 or done == tc.steps or out_of_time:
+        if tick.checkpoint:
             last = save(done)
-        if out_of_time:
+        if tick.stop:
             break
-    bar.close()
+    loop.close()
     if last is None:  # resumed a finished run (or one whose time budget is spent): nothing to train
         return save(start)
     model.eval()

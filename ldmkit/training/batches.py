@@ -1,8 +1,10 @@
 """What the diffusion trainer consumes: scaled latents, raw conditions and per-sample generators.
 
-Latents come from the latent cache (encoded once) or from the frozen first stage every step;
-each sample's seed (from `EpochSampler`) decides its flip and posterior sample, and a derived
-seed its diffusion t and noise. Pixel-space models (identity first stage) read images directly.
+Latents come from the latent cache (encoded once; with `data.crop: random`, `latent_cache_views`
+crops per image) or from the frozen first stage every step, as one line at start-up says; each
+sample's seed (from `EpochSampler`) decides its crop (view), flip and posterior sample, and a
+derived seed its diffusion t and noise. Pixel-space models (identity first stage) read images
+directly.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from torch import nn
 
 from ldmkit.data import build_dataset, train_loader
 from ldmkit.data.latents import LatentCacheDataset, sample_latent
-from ldmkit.data.loader import fixed_images
+from ldmkit.data.loader import check_readable, fixed_images
 from ldmkit.data.transforms import stream_generators
-from ldmkit.training.latent_cache import build_latent_cache, cache_folder, latent_std
+from ldmkit.data.views import crops_at_random
+from ldmkit.training.latent_cache import build_latent_cache, cache_folder, cached_views, latent_std
 
 # random streams of a sample (derive_seed): 0 augmentation, then these
 NOISE_STREAM, POSTERIOR_STREAM, CONDITION_STREAM = 1, 2, 3
@@ -26,17 +29,31 @@ class LatentBatches:
     def __init__(self, cfg, first_stage: nn.Module, ctx, per_rank: int, store_images: bool = False):
         self.cfg, self.ctx, self.per_rank = cfg, ctx, per_rank
         self.first_stage = first_stage.to(ctx.device).eval()
-        self.cached = cfg.latent_cache and first_stage.config.kind != "identity"
+        views = cached_views(cfg.data, cfg.latent_cache_views)
+        self.cached = cfg.latent_cache and first_stage.config.kind != "identity" and views > 0
         if self.cached:
-            folder = cache_folder(first_stage, cfg.data, store_images)
+            folder = cache_folder(first_stage, cfg.data, store_images, views)
             if ctx.is_main:
-                build_latent_cache(first_stage, cfg.data, ctx.device, folder=folder, store_images=store_images)
+                build_latent_cache(first_stage, cfg.data, ctx.device, folder=folder, store_images=store_images,
+                                   views=views)
             ctx.barrier()
             dataset = LatentCacheDataset(folder)
         else:
             dataset = build_dataset(cfg.data, "train")
+            check_readable(dataset)  # now, rather than a stall mid-run
         self.dataset = dataset
         self._skipped = 0
+        if ctx.is_main and first_stage.config.kind != "identity":
+            print(self._what_is_encoded(views), flush=True)
+
+    def _what_is_encoded(self, views: int) -> str:
+        flips = " (+ flips)" if self.cfg.data.flip else ""
+        if not self.cached:
+            why = "latent_cache: false" if not self.cfg.latent_cache else "latent_cache_views: 0"
+            crop = "data.crop: random with " if crops_at_random(self.cfg.data) else ""
+            return f"{crop}{why}: encoding every batch on the fly"
+        crops = f"{views} random-crop view{'s' if views > 1 else ''}" if crops_at_random(self.cfg.data) else "one view"
+        return f"latent cache: {crops} per image{flips} of {len(self.dataset)} images ({self.dataset.root})"
 
     def measured_scale(self) -> float:
         """1 / std of the training latents (1 for pixel space, whose images are already unit-scaled)."""
@@ -61,8 +78,6 @@ class LatentBatches:
                               rank=ctx.rank, world_size=ctx.world_size, num_workers=self.cfg.data.num_workers)
         for batch in loader:
             self._skipped += int(batch["skipped"])
-            if "seed" not in batch:
-                continue  # every sample of the batch was unreadable
             seeds = [int(s) for s in batch["seed"]]
             z = batch["latent"] if self.cached else self._encode(batch["image"].to(ctx.device), seeds)
             yield z.to(ctx.device) * scale, batch

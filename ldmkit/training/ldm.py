@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,23 +22,25 @@ from torch.nn.parallel import DistributedDataParallel
 from ldmkit.autoencoder.checkpoint import load_autoencoder
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.model import build_autoencoder
-from ldmkit.conditioning import ConditioningConfig, build_conditioner
+from ldmkit.conditioning import Conditioning, ConditioningConfig
 from ldmkit.data import DataConfig
+from ldmkit.data.conditions import batch_condition, batch_keys, needs_images
 from ldmkit.data.images import make_grid
 from ldmkit.data.loader import fixed_batch
 from ldmkit.data.transforms import stream_generators
 from ldmkit.device import autocast
 from ldmkit.diffusion.schedule import DiffusionConfig
+from ldmkit.errors import ConfigError
+from ldmkit.fast import for_training
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
-from ldmkit.progress import progress
 from ldmkit.training.batches import CONDITION_STREAM, NOISE_STREAM, LatentBatches
-from ldmkit.training.budget import TimeBudget
 from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.distributed import setup_distributed, teardown_distributed
 from ldmkit.training.ema import EMA
 from ldmkit.training.guard import NonFiniteGuard
+from ldmkit.training.loop import TrainLoop
 from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
 from ldmkit.unet.config import UNetConfig
 
@@ -57,8 +58,14 @@ class LDMRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     ema_decay: float = 0.9999
     latent_cache: bool = True  # encode the dataset once and train on the stored latents
+    latent_cache_views: int = 4  # data.crop: random: crops cached per image (0: no cache, crop + encode each step)
     sample_steps: int = 50  # periodic EMA sample grids: DDIM steps ...
     sample_n: int = 16  # ... and images
+
+    def __post_init__(self):
+        if self.latent_cache_views < 0:
+            raise ConfigError(f"config key 'latent_cache_views' must be 0 or more, got {self.latent_cache_views}; "
+                              "it is the number of random crops cached per image (0: crop and encode every batch)")
 
 
 def load_first_stage(spec: str, in_channels: int = 3) -> nn.Module:
@@ -81,8 +88,9 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     tc, device = cfg.train, ctx.device
     per_rank, rest = divmod(tc.batch_size, ctx.world_size * tc.grad_accum)
     if rest:
-        raise ValueError(f"train.batch_size {tc.batch_size} must be divisible by ranks x grad_accum "
-                         f"({ctx.world_size} x {tc.grad_accum})")
+        raise ConfigError(f"train.batch_size {tc.batch_size} is not divisible by processes x train.grad_accum "
+                          f"({ctx.world_size} x {tc.grad_accum}); set train.batch_size to a multiple of "
+                          f"{ctx.world_size * tc.grad_accum} or change the number of processes")
     state = None
     if ctx.is_main:
         run_dir, state = prepare_run(run_dir, cfg, resume, comparable=("first_stage", "unet", "diffusion",
@@ -91,15 +99,17 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     if state is None and resume:
         state = _load_state(run_dir)
     first_stage = load_first_stage(cfg.first_stage)
-    store_images = build_conditioner(cfg.conditioning).needs_images
-    batches = LatentBatches(cfg, first_stage, ctx, per_rank, store_images)  # builds/reads the latent cache
+    batches = LatentBatches(cfg, first_stage, ctx, per_rank, needs_images(cfg.conditioning))  # (latent cache)
+    if state and cfg.scale_factor is not None and cfg.scale_factor != state["scale_factor"]:
+        raise ConfigError(f"cannot resume {run_dir} with scale_factor {cfg.scale_factor}: the run trains with "
+                          f"{state['scale_factor']}; drop the override")
     scale = state["scale_factor"] if state else (cfg.scale_factor or batches.measured_scale())
     conditioning = with_class_names(cfg.conditioning, batches.dataset)
     model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, conditioning, scale, cfg.data.resolution)
     torch.manual_seed(tc.seed)
     model = LatentDiffusion(model_cfg)
     model.first_stage.load_state_dict(first_stage.state_dict())
-    model.to(device).train()
+    for_training(model).to(device).train()
     trainable = TrainedParts(model)
     ema = EMA(trainable, cfg.ema_decay)
     opt = adamw((p for p in trainable.parameters() if p.requires_grad), tc)
@@ -112,7 +122,8 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
         opt.load_state_dict(state["opt"])
         restore_rng(state["rng"])
         start, guard.total, log.skipped_images = state["step"], state["nonfinite"], state["skipped_images"]
-    budget = TimeBudget(tc.max_minutes, state.get("train_seconds", 0.0) if state else 0.0)
+        log.resume_at(start)
+    loop = TrainLoop(tc, start, state.get("train_seconds", 0.0) if state else 0.0, "train", ctx, show=ctx.is_main)
     wrapped = DistributedDataParallel(trainable) if ctx.enabled else trainable
     stream = batches.stream(start, scale)
 
@@ -121,17 +132,13 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
             return None
         train_state = {"step": step, "trained": trainable.state_dict(), "ema": ema.state_dict(),
                        "opt": opt.state_dict(), "rng": rng_state(), "nonfinite": guard.total,
-                       "skipped_images": log.skipped_images, "scale_factor": scale, "train_seconds": budget.seconds}
+                       "skipped_images": log.skipped_images, "scale_factor": scale, "train_seconds": loop.seconds}
         ema_weights = dict(ema.shadow)
         return save_run_checkpoint(run_dir, step, ldm_tensors(model, ema_weights), KIND, ldm_config_dict(model),
                                    train_state, cfg, tc.keep_last)
 
-    last, logged = None, start
-    end = start if budget.exhausted(ctx) else tc.steps  # resumed with its time budget spent: train no further
-    bar = progress(range(start, end), desc="train", total=budget.bar_total(tc.steps), initial=start,
-                   disable=not ctx.is_main)
-    tick = time.perf_counter()
-    for step in bar:
+    last = None
+    for step in loop:
         lr = learning_rate(tc, step)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -151,23 +158,20 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
             if norm is not None:
                 logs["grad_norm"] = norm
         done = step + 1
-        out_of_time = budget.exhausted(ctx)
-        if done % tc.log_every == 0 or done == tc.steps or out_of_time:
-            now = time.perf_counter()
-            rate = (done - logged) * tc.batch_size / max(now - tick, 1e-9)
-            tick, logged = now, done
+        tick = loop.tick(done)
+        if tick.log:
             log.count_skipped(batches.take_skipped())
-            log.scalars(done, logs, images_per_second=rate, lr=lr, nonfinite_total=guard.total,
-                        train_seconds=budget.seconds)
-            bar.set_postfix(loss=f"{total.item():.4f}", img_s=f"{rate:.1f}", **budget.postfix(), refresh=False)
-        if ctx.is_main and (done % tc.image_every == 0 or done == tc.steps):
+            log.scalars(done, logs, images_per_second=tick.images_per_second, lr=lr, nonfinite_total=guard.total,
+                        train_seconds=loop.seconds)
+            loop.show(loss=f"{total.item():.4f}", img_s=f"{tick.images_per_second:.1f}")
+        if ctx.is_main and tick.image:
             log.image(done, "samples_ema", sample_grid(model, ema, cfg, device, batches.dataset))
-        if done % tc.ckpt_every == 0 or done == tc.steps or out_of_time:
+        if tick.checkpoint:
             last = save(done)
             ctx.barrier()
-        if out_of_time:
+        if tick.stop:
             break
-    bar.close()
+    loop.close()
     log.close()
     if last is None and ctx.is_main:  # nothing trained: a finished run, or one whose time budget is spent
         last = save(start)
@@ -212,12 +216,21 @@ class TrainedParts(nn.Module):
         model = self._model[0]
         seeds = [int(s) for s in batch["seed"]]
         cond_generators = stream_generators(seeds, CONDITION_STREAM)
-        raw = model.conditioner.prepare(batch, cond_generators)
-        cond = model.condition(raw, z0.shape[0], z0.device)
+        cond = model.condition(batch_condition(model.config.conditioning, batch, cond_generators))
         if cond and drop_prob > 0:
             keep = torch.stack([torch.rand((), generator=g) >= drop_prob for g in cond_generators]).to(z0.device)
-            cond = model.conditioner.drop(cond, keep)
+            cond = drop(cond, model.null_condition(len(seeds), z0.device), keep)
         return model.loss(z0, cond, stream_generators(seeds, NOISE_STREAM))
+
+
+def drop(cond: Conditioning, null: Conditioning, keep: torch.Tensor) -> Conditioning:
+    """The condition with the null one in place of the samples where keep (B,) is False (classifier-free
+    guidance training); the null entries broadcast over the batch and the latent's size."""
+    out = {}
+    for name, value in cond.items():
+        mask = keep.view(-1, *([1] * (value.ndim - 1)))
+        out[name] = torch.where(mask, value, null[name].to(value.dtype).expand_as(value))
+    return out
 
 
 @torch.no_grad()
@@ -231,11 +244,11 @@ def sample_grid(model: LatentDiffusion, ema: EMA, cfg: LDMRunConfig, device: tor
     ema.copy_to(TrainedParts(ema_model))
     pipe = Pipeline(ema_model, device)
     n, condition, references = cfg.sample_n, None, None
-    if model.conditioner.batch_keys and dataset is not None:
+    if batch_keys(cfg.conditioning) and dataset is not None:
         batch = fixed_batch(dataset, cfg.sample_n)
         n = len(batch["label"])
-        condition = model.conditioner.prepare(batch, stream_generators(list(range(n)), CONDITION_STREAM))
-        if model.conditioner.needs_images:
+        condition = batch_condition(cfg.conditioning, batch, stream_generators(list(range(n)), CONDITION_STREAM))
+        if needs_images(cfg.conditioning):
             references = batch["image"]  # (n, 3, H, W)
     images = pipe.decode(pipe.latents(list(range(n)), condition, steps=cfg.sample_steps, sampler="ddim")).cpu()
     if references is not None:

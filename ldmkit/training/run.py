@@ -96,13 +96,27 @@ class RunLogger:
         self.run_dir, self.enabled = run_dir, enabled
         self.skipped_images = 0
         self._writer = None
+        self._purge_step: int | None = None
+
+    def resume_at(self, step: int) -> None:
+        """Forget what a killed run logged after its last checkpoint (`step`): the resumed run logs those
+        steps again, so metrics.jsonl and TensorBoard keep one row per step."""
+        if not self.enabled:
+            return
+        self._purge_step = step + 1
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.is_file():
+            rows = [line for line in metrics.read_text().splitlines() if line.strip()]
+            kept = [line for line in rows if json.loads(line).get("step", 0) <= step]
+            if len(kept) != len(rows):
+                write_text_atomic(metrics, "".join(line + "\n" for line in kept))
 
     @property
     def writer(self):
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self._purge_step)
         return self._writer
 
     def count_skipped(self, n: int) -> None:

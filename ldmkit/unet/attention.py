@@ -15,19 +15,9 @@ from torch import nn
 
 from ldmkit.unet.resblock import group_norm, zero_init
 
-# Reduced-precision attention on CPU with at most this many (query, key) pairs per head runs as two
-# matrix products and a float32 softmax: torch's flash kernel is 3-6x slower there, forward+backward
-# in bfloat16 at batch 8 (64 or 16 tokens, the UNet's coarse levels); above it, it is as fast and
-# needs less memory, and float32 keeps it throughout.
-SMALL_ATTENTION = 64 * 64
-
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v for (B, heads, N, d) queries and (B, heads, M, d) keys and values."""
-    small = q.shape[-2] * k.shape[-2] <= SMALL_ATTENTION
-    if small and q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
-        weights = torch.softmax((q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5, dim=-1)  # (B, heads, N, M)
-        return weights.to(v.dtype) @ v
     return F.scaled_dot_product_attention(q, k, v)
 
 
@@ -67,6 +57,8 @@ class AttentionBlock(nn.Module):
     then head 1, ...; q.k is scaled by d^-1/2 (CompVis scales q and k by d^-1/4 each).
     """
 
+    attend = staticmethod(attention)  # (ldmkit/fast/attention.py swaps in faster exact kernels)
+
     def __init__(self, channels: int, heads: int):
         super().__init__()
         self.heads = heads
@@ -78,13 +70,15 @@ class AttentionBlock(nn.Module):
         b, c, h, w = x.shape
         qkv = pointwise(self.qkv, to_tokens(self.norm(x)))  # (B, HW, 3C), per head [q | k | v]
         qkv = qkv.view(b, h * w, self.heads, 3, c // self.heads).permute(3, 0, 2, 1, 4)  # (3, B, heads, HW, d)
-        out = attention(qkv[0], qkv[1], qkv[2])  # (B, heads, HW, d)
+        out = self.attend(qkv[0], qkv[1], qkv[2])  # (B, heads, HW, d)
         out = pointwise(self.proj_out, merge_heads(out))  # (B, HW, C)
         return x + from_tokens(out, h, w)
 
 
 class CrossAttention(nn.Module):
     """Multi-head attention from x (B, N, dim) to context (B, M, context_dim), or to x itself."""
+
+    attend = staticmethod(attention)  # (ldmkit/fast/attention.py swaps in faster exact kernels)
 
     def __init__(self, query_dim: int, heads: int, head_dim: int, context_dim: int | None = None, dropout: float = 0.0):
         super().__init__()
@@ -96,16 +90,11 @@ class CrossAttention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        if context is not None and context.shape[1] == 1 and not (self.training or torch.is_grad_enabled()):
-            # One key (a class token): its softmax weight is 1 for every query, so each head's output is
-            # its value and every token gets to_out(to_v(context)). Inference only: with gradients,
-            # to_q's (zero) gradient would be missing for AdamW's weight decay and DDP's reduction.
-            return self.to_out(self.to_v(context)).expand(-1, x.shape[1], -1)  # (B, 1, dim) -> (B, N, dim)
         context = x if context is None else context
         q = split_heads(self.to_q(x), self.heads)  # (B, heads, N, d)
         k = split_heads(self.to_k(context), self.heads)  # (B, heads, M, d)
         v = split_heads(self.to_v(context), self.heads)
-        out = attention(q, k, v)  # (B, heads, N, d), scale d^-1/2
+        out = self.attend(q, k, v)  # (B, heads, N, d), scale d^-1/2
         return self.to_out(merge_heads(out))  # (B, N, query_dim)
 
 

@@ -6,6 +6,7 @@ import torch
 from ldmkit.conditioning import ConditioningConfig, build_conditioner
 from ldmkit.conditioning.sections import ClassConfig
 from ldmkit.errors import ConfigError, DataError
+from ldmkit.training.ldm import drop
 
 CPU = torch.device("cpu")
 
@@ -16,7 +17,7 @@ def embedder(**kwargs):
 
 def test_tokens_are_rows_of_the_table():
     model = embedder(num_classes=5)
-    context = model(torch.tensor([0, 3, 4]), 3, CPU)["context"]
+    context = model(torch.tensor([0, 3, 4]))["context"]
     assert context.shape == (3, 1, 8)
     assert torch.equal(context[:, 0], model.embedding.weight[[0, 3, 4]])
     assert list(model.state_dict()) == ["embedding.weight"]  # CompVis' name
@@ -27,8 +28,8 @@ def test_default_null_is_an_extra_learned_row():
     assert model.embedding.weight.shape == (6, 8)
     null = model.null(2, CPU)["context"]
     assert torch.equal(null, model.embedding.weight[5].expand(2, 1, 8))
-    assert torch.equal(model(None, 2, CPU)["context"], null)  # no label: the unconditional model
-    mixed = model([2, None], 2, CPU)["context"]
+    assert torch.equal(model(torch.tensor([5, 5]))["context"], null)  # the null label is the unconditional model
+    mixed = model(torch.tensor([2, 5]))["context"]
     assert torch.equal(mixed[1], null[1]) and torch.equal(mixed[0, 0], model.embedding.weight[2])
 
 
@@ -36,24 +37,25 @@ def test_null_index_inside_the_table_as_in_compvis():
     model = embedder(num_classes=11, null_index=10)  # the golden fixture: 11 rows, class 10 unconditional
     assert model.embedding.weight.shape == (11, 8)
     assert torch.equal(model.null(1, CPU)["context"][0, 0], model.embedding.weight[10])
-    assert model(torch.tensor([10]), 1, CPU)["context"].shape == (1, 1, 8)
+    assert model(torch.tensor([10]))["context"].shape == (1, 1, 8)
 
 
-def test_one_int_is_repeated_and_bad_labels_are_named():
+def test_bad_labels_are_named():
     model = embedder(num_classes=5)
-    assert torch.equal(model(2, 3, CPU)["context"], model([2, 2, 2], 3, CPU)["context"])
     with pytest.raises(DataError, match=r"\[0, 6\)"):
-        model(torch.tensor([6]), 1, CPU)
-    with pytest.raises(DataError, match="one per sample"):
-        model([1, 2], 3, CPU)
+        model(torch.tensor([6]))
     with pytest.raises(DataError, match="integers"):
-        model(torch.tensor([1.0]), 1, CPU)
+        model(torch.tensor([1.0]))
+    with pytest.raises(DataError, match=r"\(B,\) tensor"):
+        model([1, 2])  # user inputs (ints, names) are read by ldmkit.pipeline.conditions
+    with pytest.raises(DataError, match=r"of shape \(1, 2\)"):
+        model(torch.tensor([[1, 2]]))
 
 
 def test_drop_replaces_the_dropped_samples_by_the_null_token():
     model = embedder(num_classes=5)
-    cond = model(torch.tensor([0, 1, 2]), 3, CPU)
-    dropped = model.drop(cond, torch.tensor([True, False, True]))["context"]
+    cond = model(torch.tensor([0, 1, 2]))
+    dropped = drop(cond, model.null(3, CPU), torch.tensor([True, False, True]))["context"]
     assert torch.equal(dropped[[0, 2]], cond["context"][[0, 2]])
     assert torch.equal(dropped[1, 0], model.embedding.weight[5])
 

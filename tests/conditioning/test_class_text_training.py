@@ -18,6 +18,7 @@ import ldmkit
 from ldmkit.config import from_dict
 from ldmkit.data.openmoji import OpenMojiDataset
 from ldmkit.diffusion.loss import loss_per_sample
+from ldmkit.pipeline import conditions
 from ldmkit.sampling.guidance import conditioned
 from ldmkit.training.ldm import LDMRunConfig, train_ldm
 
@@ -59,7 +60,7 @@ def loss_gap(model, batch: dict, key: str, wrong) -> float:
     losses = []
     with torch.no_grad():
         for condition in (batch[key], wrong):
-            cond = model.condition(condition, x.shape[0], torch.device("cpu"))
+            cond = model.condition(condition)
             losses.append(loss_per_sample(conditioned(model.unet, cond), x, t, noise, model.schedule, "v"))
     gap = losses[1] - losses[0]  # (B,)
     return float(gap.mean() / (gap.std() / len(gap) ** 0.5))
@@ -67,12 +68,14 @@ def loss_gap(model, batch: dict, key: str, wrong) -> float:
 
 def test_class_conditional_model_uses_its_class(tmp_path, emoji32):
     pipe = train_tiny("class", tmp_path / "class", steps=320)
-    assert pipe.model.conditioner.names[9] == "flags"  # stored at training: `--class flags` works
+    cfg = pipe.config.conditioning
+    assert cfg.class_label.names[9] == "flags"  # stored at training: `--class flags` works
     batch = held_out(128)
     other_class = (batch["label"] + 1) % 10  # every image gets a different class
     assert loss_gap(pipe.model, batch, "label", other_class) > 3.0
-    smileys = pipe.decode(pipe.latents([0] * 4, [0] * 4, steps=8, guidance=3.0))
-    flags = pipe.decode(pipe.latents([0] * 4, ["flags"] * 4, steps=8, guidance=3.0))
+    smileys = pipe.decode(pipe.latents([0] * 4, torch.zeros(4, dtype=torch.int64), steps=8, guidance=3.0))
+    flags = pipe.decode(pipe.latents([0] * 4, conditions.tensors(cfg, conditions.items(cfg, "flags", 4)), steps=8,
+                                     guidance=3.0))
     assert (smileys - flags).abs().mean() > 0.05
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 import ldmkit
 from ldmkit.config import from_dict
+from ldmkit.data.conditions import batch_condition
 from ldmkit.data.openmoji import OpenMojiDataset
 from ldmkit.data.transforms import stream_generators
 from ldmkit.diffusion.noise import seeded_generators
@@ -53,7 +54,8 @@ def shuffled(raw):
 def check_condition_matters(pipe, distance):
     model = pipe.model
     images = held_out(8)
-    raw = model.conditioner.prepare({"image": images}, stream_generators(list(range(8)), CONDITION_STREAM))
+    raw = batch_condition(model.config.conditioning, {"image": images},
+                          stream_generators(list(range(8)), CONDITION_STREAM))
     seeds = [0] * 8  # one seed for all: only the condition differs
     own = pipe.decode(pipe.latents(seeds, raw, steps=10))
     other = pipe.decode(pipe.latents(seeds, shuffled(raw), steps=10))
@@ -66,9 +68,10 @@ def check_condition_matters(pipe, distance):
     with torch.no_grad():
         for k in range(3):
             x = held_out(16, start=8 + 16 * k)
-            batch_raw = model.conditioner.prepare({"image": x}, stream_generators(list(range(16)), CONDITION_STREAM))
-            true = model.loss(x, model.condition(batch_raw, 16, pipe.device), seeded_generators(range(16)))
-            wrong = model.loss(x, model.condition(shuffled(batch_raw), 16, pipe.device), seeded_generators(range(16)))
+            batch_raw = batch_condition(model.config.conditioning, {"image": x},
+                                        stream_generators(list(range(16)), CONDITION_STREAM))
+            true = model.loss(x, model.condition(batch_raw), seeded_generators(range(16)))
+            wrong = model.loss(x, model.condition(shuffled(batch_raw)), seeded_generators(range(16)))
             assert true < 0.8 * wrong
 
 

@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from ldmkit.conditioning import ConditioningConfig, build_conditioner
-from ldmkit.conditioning.layout import PAD_TOKEN, TOKENS_PER_BOX, LayoutEncoder, detokenize, tokenize
+from ldmkit.conditioning.layout import PAD_LABEL, PAD_TOKEN, TOKENS_PER_BOX, LayoutEncoder, detokenize, tokenize
 from ldmkit.conditioning.sections import LayoutConfig
-from ldmkit.data.boxes import PAD_LABEL
 from ldmkit.errors import ConfigError, DataError, ShapeError
+from ldmkit.training.ldm import drop
 
 CFG = LayoutConfig(num_classes=10, embed_dim=32, max_boxes=4, coord_bins=16, layers=1)
 
@@ -42,21 +42,25 @@ def test_tokenisation_round_trip_within_half_a_bin():
     assert torch.equal(tokenize(back_boxes, back_labels, 10, 16), tokens)  # bin centres are fixed points
 
 
-def test_context_shapes_null_and_every_way_to_give_a_layout():
+def layout(boxes, labels) -> dict:
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels)}
+
+
+def test_context_shapes_null_and_padding():
     enc = encoder()
-    layout = {"boxes": [[0.1, 0.2, 0.5, 0.6], [0.5, 0.5, 1.0, 1.0]], "labels": [3, 7]}
-    one = enc(layout, 2, torch.device("cpu"))["context"]
+    boxes = [[0.1, 0.2, 0.5, 0.6], [0.5, 0.5, 1.0, 1.0]]
+    one = enc(layout([boxes, boxes], [[3, 7], [3, 7]]))["context"]
     assert one.shape == (2, 4 * TOKENS_PER_BOX, 32) and torch.equal(one[0], one[1])
-    listed = enc([layout, None], 2, torch.device("cpu"))["context"]
-    torch.testing.assert_close(listed[0], one[0])
-    boxes = torch.tensor([[[0.1, 0.2, 0.5, 0.6], [0.5, 0.5, 1.0, 1.0]]])
-    batch = {"boxes": boxes, "box_labels": torch.tensor([[3, 7]])}
-    torch.testing.assert_close(enc(batch, 1, torch.device("cpu"))["context"][0], one[0])  # padded from 2 to 4 boxes
+    pad = [0.0, 0.0, 0.0, 0.0]
+    padded = enc(layout([[boxes[0], pad, boxes[1], pad]], [[3, PAD_LABEL, 7, PAD_LABEL]]))["context"]
+    torch.testing.assert_close(padded[0], one[0])  # padded from 2 to 4 boxes: padding rows anywhere are ignored
     null = enc.null(2, torch.device("cpu"))["context"]
     assert null.shape == (1, 20, 32)
-    torch.testing.assert_close(listed[1], null[0])  # None = the all-padding layout
+    empty = enc(layout([[pad] * 4, boxes + [pad] * 2], [[PAD_LABEL] * 4, [3, 7, PAD_LABEL, PAD_LABEL]]))["context"]
+    torch.testing.assert_close(empty[0], null[0])  # the all-padding layout is the null one
+    torch.testing.assert_close(empty[1], one[0])
     assert not torch.allclose(one[0], null[0])
-    moved = enc({"boxes": [[0.3, 0.2, 0.7, 0.6], [0.5, 0.5, 1.0, 1.0]], "labels": [3, 7]}, 1, "cpu")["context"]
+    moved = enc(layout([[[0.3, 0.2, 0.7, 0.6], [0.5, 0.5, 1.0, 1.0]]], [[3, 7]]))["context"]
     assert not torch.allclose(moved[0], one[0])  # coordinates matter, not just classes
 
 
@@ -64,8 +68,8 @@ def test_drop_gives_the_null_layout_and_gradients_reach_the_embeddings():
     enc = encoder()
     boxes, labels = random_layouts(4, 4, torch.Generator().manual_seed(1))
     labels[:, 0] = 2  # at least one box each
-    cond = enc({"boxes": boxes, "box_labels": labels}, 4, torch.device("cpu"))
-    dropped = enc.drop(cond, torch.tensor([True, False, True, False]))["context"]
+    cond = enc({"boxes": boxes, "labels": labels})
+    dropped = drop(cond, enc.null(4, torch.device("cpu")), torch.tensor([True, False, True, False]))["context"]
     null = enc.null(1, torch.device("cpu"))["context"][0]
     assert torch.equal(dropped[0], cond["context"][0]) and torch.allclose(dropped[1], null)
     dropped.square().mean().backward()
@@ -74,20 +78,19 @@ def test_drop_gives_the_null_layout_and_gradients_reach_the_embeddings():
 
 def test_bad_layouts_say_what_is_wrong():
     enc = encoder()
-    cpu = torch.device("cpu")
     with pytest.raises(ShapeError, match="5 boxes but this model reads at most max_boxes=4"):
-        enc({"boxes": [[0, 0, 0.5, 0.5]] * 5, "labels": [1] * 5}, 1, cpu)
+        enc(layout([[[0, 0, 0.5, 0.5]] * 5], [[1] * 5]))
     with pytest.raises(DataError, match=r"box labels must be in \[0, 10\)"):
-        enc({"boxes": [[0, 0, 0.5, 0.5]], "labels": [10]}, 1, cpu)
+        enc(layout([[[0, 0, 0.5, 0.5]]], [[10]]))
     with pytest.raises(DataError, match="normalised corners"):
-        enc({"boxes": [[0, 0, 32, 32]], "labels": [1]}, 1, cpu)
+        enc(layout([[[0, 0, 32, 32]]], [[1]]))
     with pytest.raises(DataError, match="normalised corners"):
-        enc({"boxes": [[0.5, 0, 0.2, 0.5]], "labels": [1]}, 1, cpu)
-    with pytest.raises(ShapeError, match="2 boxes but 1 labels"):
-        enc({"boxes": [[0, 0, 0.5, 0.5]] * 2, "labels": [1]}, 1, cpu)
-    with pytest.raises(ShapeError, match="got 3 layouts for a batch of 2"):
-        enc([None] * 3, 2, cpu)
-    with pytest.raises(DataError, match="a layout is a dict"):
-        enc([[0, 0, 1, 1]], 1, cpu)
+        enc(layout([[[0.5, 0, 0.2, 0.5]]], [[1]]))
+    with pytest.raises(DataError, match="integer class indices"):
+        enc(layout([[[0, 0, 0.5, 0.5]]], [[1.0]]))
+    with pytest.raises(ShapeError, match=r"boxes \(B, M, 4\) and labels \(B, M\), got \(1, 2, 4\) and \(1, 1\)"):
+        enc(layout([[[0, 0, 0.5, 0.5]] * 2], [[1]]))
+    with pytest.raises(DataError, match="a layout condition is"):
+        enc([[0, 0, 1, 1]])
     with pytest.raises(ConfigError, match="conditioning.layout.coord_bins must be >= 1"):
         LayoutConfig(coord_bins=0)

@@ -1,7 +1,5 @@
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.conditioning import ConditioningConfig, build_conditioner
@@ -10,6 +8,7 @@ from ldmkit.conditioning.semantic import SemanticMap, downsample_label_map
 from ldmkit.errors import ConfigError, DataError, ShapeError
 from ldmkit.pipeline.model import LDMConfig
 from ldmkit.sampling.guidance import classifier_free_guidance
+from ldmkit.training.ldm import drop
 from ldmkit.unet.config import UNetConfig
 
 CPU = torch.device("cpu")
@@ -29,20 +28,18 @@ def test_downsampling_gives_each_latent_pixel_its_class_shares():
     torch.testing.assert_close(downsample_label_map(rand, 5, 1).argmax(1), rand)  # f = 1: plain one-hot
 
 
-def test_conditioner_inputs_null_and_size():
+def test_conditioner_inputs_and_null():
     sem = build_conditioner(ConditioningConfig(kind="semantic", semantic=SemanticConfig(num_classes=4, factor=2)))
     assert isinstance(sem, SemanticMap) and sem.concat_channels == 4
     one = torch.randint(0, 4, (8, 12))
-    batched = sem(one, 3, CPU)["concat"]
+    batched = sem(one.expand(3, 8, 12))["concat"]
     assert batched.shape == (3, 4, 4, 6)
-    torch.testing.assert_close(sem([one, one, one], 3, CPU)["concat"], batched)
-    png = Image.fromarray(one.numpy().astype(np.uint8), "L")
-    torch.testing.assert_close(sem(png, 3, CPU)["concat"], batched)  # pixel values are the ids
-    assert sem.image_size([one]) == (8, 12) and sem.image_size(None) is None
-    dropped = sem.drop(sem(one, 2, CPU), torch.tensor([True, False]))["concat"]
+    torch.testing.assert_close(batched[0], downsample_label_map(one[None], 4, 2)[0])
+    torch.testing.assert_close(sem(one[None].to(torch.uint8))["concat"][0], batched[0])  # any integer dtype
+    dropped = drop(sem(one.expand(2, 8, 12)), sem.null(2, CPU), torch.tensor([True, False]))["concat"]
     assert torch.equal(dropped[0], batched[0]) and torch.all(dropped[1] == 0)
-    guided = classifier_free_guidance(lambda x, t, concat: x + concat.sum(1, keepdim=True), sem(one, 2, CPU),
-                                      sem.null(2, CPU), 3.0, short_circuit=False)
+    guided = classifier_free_guidance(lambda x, t, concat: x + concat.sum(1, keepdim=True),
+                                      sem(one.expand(2, 8, 12)), sem.null(2, CPU), 3.0, short_circuit=False)
     out = guided(torch.zeros(2, 1, 4, 6), torch.zeros(2))
     torch.testing.assert_close(out, torch.full((2, 1, 4, 6), 3.0))  # null broadcasts to the map's size
 
@@ -50,15 +47,15 @@ def test_conditioner_inputs_null_and_size():
 def test_bad_maps_say_what_is_wrong():
     sem = SemanticMap(SemanticConfig(num_classes=4, factor=4))
     with pytest.raises(DataError, match=r"ids must be in \[0, 4\), got \[0, 9\]"):
-        sem(torch.tensor([[0, 9] * 2] * 4), 1, CPU)
+        sem(torch.tensor([[[0, 9] * 2] * 4]))
     with pytest.raises(ShapeError, match="6x8 px cannot be pooled by the first stage's f = 4"):
-        sem(torch.zeros(6, 8, dtype=torch.int64), 1, CPU)
-    with pytest.raises(DataError, match="needs a label map"):
-        sem(None, 1, CPU)
+        sem(torch.zeros(1, 6, 8, dtype=torch.int64))
     with pytest.raises(DataError, match="integer class ids"):
-        sem(torch.zeros(4, 4), 1, CPU)
-    with pytest.raises(ShapeError, match=r"must be \(B, H, W\) = \(3, H, W\)"):
-        sem(torch.zeros(2, 4, 4, dtype=torch.int64), 3, CPU)
+        sem(torch.zeros(1, 4, 4))
+    with pytest.raises(ShapeError, match=r"must be a \(B, H, W\) tensor of class ids, got \(4, 4\)"):
+        sem(torch.zeros(4, 4, dtype=torch.int64))  # one (H, W) map is read by ldmkit.pipeline.conditions
+    with pytest.raises(ShapeError, match=r"must be a \(B, H, W\) tensor of class ids, got NoneType"):
+        sem(None)
 
 
 def test_factor_must_match_the_first_stage():

@@ -49,7 +49,7 @@ def reference_xtransformer(t, ids):
 def test_bert_matches_the_written_out_encoder_and_keeps_compvis_names():
     torch.manual_seed(0)
     model = text_model(encoder="bert", embed_dim=16, layers=2, max_tokens=12)
-    context = model(["a red apple", "x"], 2, CPU)["context"]
+    context = model(["a red apple", "x"])["context"]
     assert context.shape == (2, 12, 16)
     ids, _ = model.tokenize(["a red apple", "x"])
     torch.testing.assert_close(context, reference_xtransformer(model.transformer, ids), atol=1e-5, rtol=1e-5)
@@ -66,17 +66,18 @@ def test_bert_null_is_the_empty_caption_and_trains():
     model = text_model(encoder="bert", embed_dim=16, layers=1, max_tokens=8)
     null = model.null(3, CPU)["context"]
     assert null.shape == (3, 8, 16)
-    assert torch.equal(null[1], model([""], 1, CPU)["context"][0])
-    assert torch.equal(model(None, 1, CPU)["context"], null[:1])
-    model(["a cat"], 1, CPU)["context"].sum().backward()
+    assert torch.equal(null[1], model([""])["context"][0])
+    model(["a cat"])["context"].sum().backward()
     assert model.transformer.token_emb.weight.grad is not None
 
 
-def test_captions_must_match_the_batch():
+def test_captions_are_a_list_of_str_one_per_sample():
     model = text_model(encoder="bert", embed_dim=16, layers=1, max_tokens=8)
-    with pytest.raises(DataError, match="2 captions"):
-        model(["a", "b", "c"], 2, CPU)
-    assert model("a cat", 2, CPU)["context"].shape == (2, 8, 16)  # one caption for the batch
+    assert model(["a", "b", "c"])["context"].shape == (3, 8, 16)  # the batch is the number of captions
+    with pytest.raises(DataError, match="list of captions"):
+        model("a cat")  # one str is not a batch: ldmkit.pipeline.conditions repeats a user's caption
+    with pytest.raises(DataError, match="list of captions"):
+        model(["a cat", None])
 
 
 def test_minilm_matches_the_transformers_reference():
@@ -87,7 +88,7 @@ def test_minilm_matches_the_transformers_reference():
     ids, _ = model.tokenize(prompts)
     assert torch.equal(ids, reference["input_ids"])
     with torch.no_grad():
-        context = model(prompts, 2, CPU)["context"]
+        context = model(prompts)["context"]
     torch.testing.assert_close(context, reference["hidden"], atol=1e-4, rtol=1e-4)
 
 
@@ -95,7 +96,7 @@ def test_minilm_is_frozen_and_only_its_projection_trains():
     model = text_model(encoder="minilm", embed_dim=32, max_tokens=8)
     assert not any(p.requires_grad for p in model.transformer.parameters())
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["proj.weight", "proj.bias"]
-    context = model(["a red apple"], 1, CPU)["context"]
+    context = model(["a red apple"])["context"]
     assert context.shape == (1, 8, 32)
     context.sum().backward()
     assert model.proj.weight.grad is not None

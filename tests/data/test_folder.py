@@ -63,3 +63,25 @@ def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
         ImageFolderDataset(tmp_path / "nope", 16)
     with pytest.raises(DataError, match="no .* images"):
         ImageFolderDataset(tmp_path, 16)
+
+
+def test_a_caption_that_is_not_utf8_skips_its_sample_with_a_warning(folder, caplog):
+    (folder / "cats" / "a.txt").write_bytes(b"caf\xe9 au lait")  # Latin-1, not UTF-8
+    (folder / "dogs" / "c.txt").write_bytes("\ufeffa red dog".encode("utf-8"))  # UTF-8 with a byte-order mark
+    ds = ImageFolderDataset(folder, 16, split="all")
+    with caplog.at_level(logging.WARNING):
+        assert ds[0] is None
+        (batch,) = eval_loader(ds, batch_size=5)
+    assert batch["skipped"] == 2 and batch["caption"] == ["a grey cat", "a red dog", ""]  # a.jpg, broken.jpg
+    assert "caption" in caplog.text and "a.txt is not UTF-8 text" in caplog.text and "save it as UTF-8" in caplog.text
+    with pytest.raises(DataError, match=r"a\.txt is not UTF-8 text \(invalid continuation byte at byte 3\)"):
+        ds.caption(0)
+
+
+def test_an_empty_split_says_how_to_fill_it(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "only.png")
+    with pytest.raises(DataError, match=r"no images for split 'val' .*data.val_fraction 0.05 of its 1 images puts "
+                                        r"none there; add images or raise data.val_fraction"):
+        ImageFolderDataset(tmp_path, 8, split="val")
+    with pytest.raises(DataError, match="no images for split 'train' .* lower data.val_fraction"):
+        ImageFolderDataset(tmp_path, 8, split="train", val_fraction=0.9999)

@@ -80,3 +80,12 @@ def test_data_config_builds_it(folders):
     assert isinstance(build_dataset(cfg, "train"), LabelMapFolderDataset)
     with pytest.raises(ValueError, match="data.label_maps pairs label maps with an image folder"):
         DataConfig(dataset="openmoji", label_maps=str(maps))
+
+
+def test_a_caption_that_is_not_utf8_skips_its_sample(folders, caplog):
+    images, maps = folders
+    (images / "a.txt").write_bytes(b"\xff\xfe r\x00e\x00d\x00")  # UTF-16, not UTF-8
+    ds = LabelMapFolderDataset(images, maps, 24, split="all")
+    with caplog.at_level(logging.WARNING):
+        assert ds[0] is None and ds[1]["caption"] == ""
+    assert "a.txt is not UTF-8 text" in caplog.text

@@ -2,13 +2,15 @@ import io
 import itertools
 import tarfile
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ldmkit.data.images import to_pil
 from ldmkit.data.loader import collate_skipping, train_loader
-from ldmkit.data.webdataset import WebDatasetStream, expand_shards, write_shards
-from ldmkit.errors import DataError
+from ldmkit.data.webdataset import WebDatasetStream, expand_shards, output_shards, write_shards
+from ldmkit.errors import ConfigError, DataError
 
 
 @pytest.fixture
@@ -56,3 +58,59 @@ def test_a_broken_member_is_skipped_and_a_missing_shard_is_named(shards, tmp_pat
     assert collate_skipping(list(stream))["skipped"] == 1
     with pytest.raises(DataError, match="part-005.tar does not exist"):
         WebDatasetStream(str(root / "part-{003..009}.tar"), 32)
+
+
+def _tar(path, members: dict[str, bytes]) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_bad_caption_or_class_member_skips_its_sample_like_a_bad_image(tmp_path, emoji32, caplog):
+    png = io.BytesIO()
+    to_pil(emoji32[0]["image"]).save(png, format="PNG")
+    _tar(tmp_path / "mixed.tar", {"good.png": png.getvalue(), "good.txt": b"a ball", "good.cls": b"3",
+                                  "latin.png": png.getvalue(), "latin.txt": b"caf\xe9",
+                                  "word.png": png.getvalue(), "word.cls": b"three",
+                                  "binary.png": png.getvalue(), "binary.cls": b"\xff\xfe"})
+    stream = WebDatasetStream(str(tmp_path / "mixed.tar"), 32, split="all", shuffle=False, epochs=1)
+    with caplog.at_level("WARNING"):
+        batch = collate_skipping(list(stream))
+    assert batch["skipped"] == 3 and batch["key"] == ["good"] and batch["label"].tolist() == [3]
+    assert "latin of " in caplog.text and "latin.txt is not UTF-8 text" in caplog.text
+    assert "its class word.cls is 'three', not an integer" in caplog.text
+    assert "binary.cls is not UTF-8 text" in caplog.text
+
+
+def test_output_names_take_a_brace_range_or_a_format_field(tmp_path):
+    samples = [{"key": f"k{i}", "image": b"x", "ext": "png"} for i in range(5)]
+    paths = write_shards(samples, str(tmp_path / "a" / "part-{0010..0099}.tar"), shard_size=2)
+    assert [p.name for p in paths] == ["part-0010.tar", "part-0011.tar", "part-0012.tar"]
+    assert expand_shards(str(tmp_path / "a" / "part-{0010..0012}.tar")) == paths
+    paths = write_shards(samples, str(tmp_path / "b" / "part-{:03d}.tar"), shard_size=5)
+    assert [p.name for p in paths] == ["part-000.tar"]
+    with pytest.raises(ConfigError, match=r"'.*part-\{0..1\}.tar' numbers only 2 shards and samples remain"):
+        write_shards(samples, str(tmp_path / "c" / "part-{0..1}.tar"), shard_size=2)
+    with pytest.raises(ConfigError, match="need one number field"):
+        output_shards(str(tmp_path / "part.tar"), 1)
+    with pytest.raises(ConfigError, match="at least 1 sample"):
+        write_shards(samples, str(tmp_path / "d" / "part-{:03d}.tar"), shard_size=0)
+
+
+def test_views_repeat_each_sample_with_its_own_fixed_crop(tmp_path):
+    rng = np.random.default_rng(0)  # 6 wide images: read at 16 px, 65 crop positions across
+    samples = [{"key": f"s{i}", "image": Image.fromarray(rng.integers(0, 256, (24, 120, 3), dtype=np.uint8))}
+               for i in range(6)]
+    (shard,) = write_shards(samples, str(tmp_path / "part-{0..0}.tar"), shard_size=6)
+
+    def images(views):
+        stream = WebDatasetStream(str(shard), 16, split="all", crop="random", shuffle=False, epochs=1, views=views)
+        return [s["image"] for s in stream]
+
+    once, first, again = images(1), images(3), images(3)
+    assert len(once) == 6 and len(first) == 18
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # fixed crops
+    distinct = [len({c.sum().item() for c in first[3 * i:3 * i + 3]}) for i in range(6)]
+    assert min(distinct) >= 2 and sum(distinct) >= 16  # sample i's views are crops drawn one by one

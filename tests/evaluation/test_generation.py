@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import ldmkit
-from ldmkit.conditioning.base import Conditioner
+from ldmkit.conditioning import ConditioningConfig
 from ldmkit.errors import ConfigError
 from ldmkit.evaluation.generation import DataConditions, all_gather_rows, check_conditions, generated_features
 
@@ -26,10 +26,6 @@ def test_single_process_gather_is_the_identity():
     assert torch.equal(all_gather_rows(rows, 5, 0, 1), rows)
 
 
-class LabelConditioner(Conditioner):
-    batch_keys = ("label",)
-
-
 class ListDataset(torch.utils.data.Dataset):
     def __len__(self):
         return 50
@@ -38,24 +34,26 @@ class ListDataset(torch.utils.data.Dataset):
         return {"image": torch.full((3, 4, 4), float(i)), "label": 100 + i, "caption": f"item {i}", "index": i}
 
 
-def fake_pipe(kind: str, conditioner: Conditioner):
-    config = SimpleNamespace(conditioning=SimpleNamespace(kind=kind))
-    return SimpleNamespace(config=config, model=SimpleNamespace(conditioner=conditioner), device=torch.device("cpu"))
+def fake_pipe(kind: str):
+    return SimpleNamespace(config=SimpleNamespace(conditioning=ConditioningConfig(kind=kind)),
+                           device=torch.device("cpu"))
 
 
 def test_conditions_come_from_random_reference_samples_chosen_by_each_seed():
-    conditions = DataConditions(ListDataset(), fake_pipe("class", LabelConditioner()))
+    conditions = DataConditions(ListDataset(), fake_pipe("class"))
     picks = conditions.picks([3, 4, 5, 6])
     assert picks == conditions.picks([3, 4]) + conditions.picks([5, 6])  # a seed's pick ignores its batch
     assert len(set(conditions.picks(range(40)))) > 20  # spread over the dataset
-    labels = conditions([3, 4, 5, 6])  # the conditioner's own `prepare` reads its batch_keys
+    labels = conditions([3, 4, 5, 6])  # read from each picked sample's batch fields, as training reads them
     assert labels.tolist() == [100 + i for i in picks]
+    captions = DataConditions(ListDataset(), fake_pipe("text"))([3, 4])
+    assert captions == [f"item {i}" for i in picks[:2]]
 
 
 def test_a_conditional_model_needs_a_source_of_conditions():
     with pytest.raises(ConfigError, match="conditioned on 'class' \\(it reads label.*--condition-from-data"):
-        check_conditions(fake_pipe("class", LabelConditioner()), None)
-    check_conditions(fake_pipe("none", Conditioner()), None)
+        check_conditions(fake_pipe("class"), None)
+    check_conditions(fake_pipe("none"), None)
 
 
 def test_a_class_conditional_model_samples_with_the_labels_of_random_reference_images(image_folder, tiny_features):

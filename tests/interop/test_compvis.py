@@ -47,7 +47,7 @@ def test_ema_is_used_by_default_and_can_be_turned_off():
     assert torch.equal(ema.unet.state_dict()[name], state["model_ema.diffusion_modelinput_blocks10in_layers0weight"])
     assert torch.equal(raw.unet.state_dict()[name], state["model.diffusion_model." + name])
     pipe = ldmkit.load(ckpt, device="cpu", config=config)
-    assert torch.equal(unet_out(pipe.model), unet_out(ema))
+    torch.testing.assert_close(unet_out(pipe.model), unet_out(ema), atol=1e-5, rtol=0)  # (its fast attention)
 
 
 @pytest.mark.parametrize("name", ["kl_crossattn_class", "kl_crossattn_bert"])
@@ -62,7 +62,7 @@ def test_convert_round_trip(tmp_path, name):
         assert converted.config == direct.config
         ours, theirs = converted.model.state_dict(), direct.model.state_dict()
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
-        condition = [1, 2] if name.endswith("class") else ["a red apple", "a cat"]
+        condition = torch.tensor([1, 2]) if name.endswith("class") else ["a red apple", "a cat"]
         a = direct.latents([0, 1], condition, steps=2, guidance=2.0)
         assert torch.equal(a, converted.latents([0, 1], condition, steps=2, guidance=2.0))
 
@@ -132,11 +132,11 @@ def test_hybrid_and_identity_models_round_trip_through_the_compvis_layout(tmp_pa
     save_file({k: v.contiguous() for k, v in to_compvis(original).items()}, tmp_path / "hybrid.safetensors")
     loaded = load_compvis(tmp_path / "hybrid.safetensors", tmp_path / "hybrid.yaml")
     assert loaded.config.first_stage.attn_factors == (2,)
-    raw = {"class": [1, 4], "low_res": torch.randn(2, 3, 8, 8)}
-    cond = loaded.condition(raw, 2, torch.device("cpu"))
+    raw = {"class": torch.tensor([1, 4]), "low_res": torch.randn(2, 3, 8, 8)}
+    cond = loaded.condition(raw)
     x, t = torch.randn(2, 4, 8, 8), torch.tensor([3, 700])
     with torch.no_grad():
-        assert torch.equal(loaded.unet(x, t, **cond), original.unet(x, t, **original.condition(raw, 2, x.device)))
+        assert torch.equal(loaded.unet(x, t, **cond), original.unet(x, t, **original.condition(raw)))
 
 
 @pytest.mark.parametrize("name", ["kl_crossattn_class", "kl_crossattn_bert"])

@@ -57,7 +57,7 @@ def test_clip_conditioner_matches_the_clip_text_model(clip_folder):
     model = build_conditioner(ConditioningConfig(kind="text", text=TextConfig(
         encoder="clip", embed_dim=32, weights_path=str(clip_folder))))
     prompts = ["a red apple", "a cat"]
-    torch.testing.assert_close(model(prompts, 2, CPU)["context"], reference(clip_folder, prompts))
+    torch.testing.assert_close(model(prompts)["context"], reference(clip_folder, prompts))
     torch.testing.assert_close(model.null(1, CPU)["context"], reference(clip_folder, [""]))
     assert not any(p.requires_grad for p in model.parameters())
 
@@ -85,7 +85,7 @@ def test_stable_diffusion_layout_loads_with_a_local_clip_folder(clip_folder, tmp
     state["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.arange(77)[None]
     save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "sd.safetensors")
     loaded = load_compvis(tmp_path / "sd.safetensors", tmp_path / "v1-inference.yaml", text_encoder=clip_folder)
-    context = loaded.condition(["a red apple"], 1, CPU)["context"]
+    context = loaded.condition(["a red apple"])["context"]
     torch.testing.assert_close(context, reference(clip_folder, ["a red apple"],
                                                                  original.conditioner.transformer.text_model))
     assert context.shape == (1, 77, 32)

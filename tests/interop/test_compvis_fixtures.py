@@ -110,11 +110,10 @@ def check_decode(case: Case, models: dict, check: dict, tag: str) -> None:
 def check_cond_stage(case: Case, models: dict, check: dict, tag: str) -> None:
     model = models["model"]
     raw = case.raw(check["input"])
-    batch = len(raw)
     if "expected_tokens" in check:
         ids, _ = model.conditioner.tokenize(raw)
         case.compare(f"{tag}{check['expected_tokens']}", ids, case.inputs[check["expected_tokens"]])
-    case.compare(f"{tag}{check['expected']}", one(model.condition(raw, batch, torch.device("cpu"))),
+    case.compare(f"{tag}{check['expected']}", one(model.condition(raw)),
                  case.expected[check["expected"]])
 
 
@@ -122,7 +121,7 @@ def check_ddim(case: Case, models: dict, check: dict, tag: str) -> None:
     model = models[check["weights"]]
     x_T = case.inputs[check["noise"]]
     assert list(x_T.shape[1:]) == check["shape"], "noise shape differs from the check's shape"
-    steps, device = check["steps"], torch.device("cpu")
+    steps = check["steps"]
     taus = discrete_timesteps(model.schedule.num_timesteps, steps, check["ddim_discretize"])
     if taus != check["timesteps"]:
         case.failures.append(f"{tag}timesteps {taus} != {check['timesteps']}")
@@ -131,16 +130,21 @@ def check_ddim(case: Case, models: dict, check: dict, tag: str) -> None:
                        ("sqrt_one_minus_a_t", "sqrt_one_minus_at")):
         theirs = torch.tensor([c[name] for c in check["step_coefficients"]], dtype=torch.float32)
         case.compare(f"{tag}step_coefficients.{name}", coefficients[ours], theirs)
-    cond = model.condition(case.raw(check["cond_input"]), x_T.shape[0], device) if check["cond_input"] else {}
+    cond = model.condition(case.raw(check["cond_input"])) if check["cond_input"] else {}
     guided = check["unconditional_input"] is not None and check["guidance_scale"] != 1
     if guided:
-        uncond = model.condition(case.raw(check["unconditional_input"]), x_T.shape[0], device)
+        uncond = model.condition(case.raw(check["unconditional_input"]))
         denoiser = classifier_free_guidance(model.unet, cond, uncond, check["guidance_scale"])
     else:
         denoiser = conditioned(model.unet, cond)
-    latent, steps_out = sample("ddim", denoiser, x_T, model.schedule, steps, eta=check["eta"],
-                               spacing=check["ddim_discretize"], prediction=model.config.diffusion.prediction,
-                               return_intermediates=True)
+    steps_out = {"x": [], "x0": []}
+
+    def keep(info: dict) -> None:
+        steps_out["x"].append(info["x"])
+        steps_out["x0"].append(info["x0"])
+
+    latent = sample("ddim", denoiser, x_T, model.schedule, steps, eta=check["eta"], spacing=check["ddim_discretize"],
+                    prediction=model.config.diffusion.prediction, callback=keep)
     case.compare(f"{tag}{check['expected_latent']}", latent, case.expected[check["expected_latent"]])
     case.compare(f"{tag}{check['expected_x_steps']}", torch.stack(steps_out["x"]),
                  case.expected[check["expected_x_steps"]])

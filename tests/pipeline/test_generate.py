@@ -4,9 +4,11 @@ import torch
 from PIL import Image
 
 import ldmkit
+from ldmkit.checkpoint import load_model_file, save_model_file
 from ldmkit.cli import main
 from ldmkit.errors import ShapeError
 from ldmkit.pipeline import read_params
+from ldmkit.pipeline.checkpoint import KIND
 from ldmkit.pipeline.tiling import decode_tiled
 
 
@@ -57,3 +59,25 @@ def test_tiled_decoding_matches_whole_decoding_where_the_decoder_is_local():
     z = torch.randn(2, 4, 40, 56)
     tiled = decode_tiled(decode, z, factor=2, tile=16, overlap=4)
     torch.testing.assert_close(tiled, decode(z))
+
+
+def test_regenerating_from_a_changed_checkpoint_warns(ldm_file, tmp_path, caplog):
+    out = tmp_path / "samples"
+    assert main(["sample", str(ldm_file), "--n", "1", "--steps", "2", "--out", str(out)]) == 0
+    assert not any("has changed" in r.message for r in caplog.records)
+    tensors, config, metadata = load_model_file(ldm_file)
+    tensors = {k: v + 0.01 if k.startswith("unet.out") else v for k, v in tensors.items()}
+    save_model_file(ldm_file, tensors, KIND, config)
+    assert main(["sample", "--from-png", str(out / "000000.png"), "--out", str(tmp_path / "again")]) == 0
+    assert any("has changed since this image was made" in r.message for r in caplog.records)
+
+
+def test_eval_checks_the_reference_before_drawing_any_sample(ldm_file, tmp_path, monkeypatch, capsys):
+    import ldmkit.evaluation.generation as generation
+
+    def never(*args, **kwargs):
+        raise AssertionError("sampling started before the inputs were checked")
+
+    monkeypatch.setattr(generation, "generated_features", never)
+    assert main(["eval", str(ldm_file), "--ref", str(tmp_path / "typo"), "--n", "4"]) == 2
+    assert "typo" in capsys.readouterr().err

@@ -1,3 +1,5 @@
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from ldmkit.cli import main
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.config import to_dict
 from ldmkit.errors import ConfigError, ShapeError
+from ldmkit.pipeline import read_params
 from ldmkit.pipeline.checkpoint import KIND, ldm_tensors
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.inpaint import inpaint, inpaint_tensor
@@ -89,5 +92,10 @@ def test_cli_inpaints_a_file(tmp_path):
     with Image.open(tmp_path / "filled.png") as out, Image.open(tmp_path / "photo.png") as original:
         keep = np.asarray(stroke_mask(21, 30)) < 128
         assert np.array_equal(np.asarray(out)[keep], np.asarray(original)[keep])
+    params = read_params(tmp_path / "filled.png")  # the same generation metadata as `ldmkit sample`
+    assert params["task"] == "inpaint" and params["steps"] == 2 and params["seed"] == 0
+    assert params["checkpoint_sha256"] == hashlib.sha256((tmp_path / "inpaint.safetensors").read_bytes()).hexdigest()
+    assert params["inputs"]["mask_sha256"] == hashlib.sha256((tmp_path / "mask.png").read_bytes()).hexdigest()
+    assert main(["sample", "--from-png", str(tmp_path / "filled.png"), "--out", str(tmp_path / "again")]) == 2
     assert main(["inpaint", str(tmp_path / "photo.png"), str(tmp_path / "none.png"), "--model",
                  str(tmp_path / "inpaint.safetensors"), "--out", str(tmp_path / "x.png")]) == 2

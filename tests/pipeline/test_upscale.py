@@ -11,6 +11,7 @@ from ldmkit.conditioning import ConditioningConfig
 from ldmkit.config import to_dict
 from ldmkit.data.images import to_uint8
 from ldmkit.errors import ConfigError
+from ldmkit.pipeline import read_params
 from ldmkit.pipeline.checkpoint import KIND, ldm_tensors
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
@@ -93,3 +94,7 @@ def test_cli_upscales_a_file(tmp_path):
     assert code == 0
     with Image.open(tmp_path / "out" / "small_x4.png") as result:
         assert result.size == (24, 44)
+    params = read_params(tmp_path / "out" / "small_x4.png")  # the same generation metadata as `ldmkit sample`
+    assert params["task"] == "upscale" and (params["tile"], params["overlap"], params["color_fix"]) == (8, 2, True)
+    assert params["inputs"]["image"] == str((tmp_path / "small.png").resolve())
+    assert params["condition"] == "<image 6x11>" and params["checkpoint_sha256"]

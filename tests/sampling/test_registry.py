@@ -1,4 +1,6 @@
-"""The entry point `sample(name, ...)`: names, options, callbacks, intermediates, dtypes."""
+"""The entry point `sample(name, ...)`: names, options, callbacks (intermediates go through them), dtypes."""
+
+import inspect
 
 import pytest
 import torch
@@ -16,17 +18,29 @@ def test_registry_names():
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_callback_intermediates_and_dtype(name, dtype, toy, ldm_schedule):
+def test_callback_reports_every_step_and_the_sampler_returns_x(name, dtype, toy, ldm_schedule):
     gens = seeded_generators([0, 1])
     x_T = randn_like_per_sample((2, 3, 4), gens, "cpu", dtype)
     reports = []
-    x, inter = sample(name, toy, x_T, ldm_schedule, 6, gens, callback=reports.append, return_intermediates=True)
-    assert x.dtype == dtype and x.shape == x_T.shape and torch.isfinite(x).all()
+    x = sample(name, toy, x_T, ldm_schedule, 6, gens, callback=reports.append)
+    assert isinstance(x, torch.Tensor) and x.dtype == dtype and x.shape == x_T.shape and torch.isfinite(x).all()
     steps = 7 if name in ("ddim", "plms") else 6  # uniform spacing, c = 166: 7 timesteps
     assert [r["i"] for r in reports] == list(range(steps)) and all(r["steps"] == steps for r in reports)
     assert all(("t" in r) != ("sigma" in r) for r in reports)
-    assert len(inter["x"]) == len(inter["x0"]) == steps
-    assert torch.equal(inter["x"][-1], x)
+    assert all(r["x0"].shape == x.shape for r in reports)
+    assert torch.equal(reports[-1]["x"], x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_registry_lists_exactly_the_options_each_sampler_takes(name):
+    from ldmkit.sampling.sigma_space import SIGMA_OPTIONS
+
+    fn, options = SAMPLERS[name]
+    inner = inspect.unwrap(fn)  # sigma-space samplers: the wrapped k-diffusion style function
+    keywords = {p.name for p in inspect.signature(inner).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    if inner is not fn:
+        keywords |= SIGMA_OPTIONS
+    assert keywords == options
 
 
 def test_options_are_checked(toy, ldm_schedule):

@@ -1,5 +1,8 @@
 """The fast inference path of a Pipeline: reduced-precision, channels_last and compiled UNet and decoder.
 
+    (always)              exact attention shortcuts (fast/attention.py) and in-place first-stage blocks
+                          (fast/inplace.py).
+
     dtype=torch.bfloat16  the UNet and the first stage's decoder hold bfloat16 weights in channels_last
                           layout (oneDNN's fastest CPU convolutions; AMX on recent Xeons) and compute in
                           bfloat16. The sampler, the schedule coefficients and the conditioner stay
@@ -8,7 +11,7 @@
                           and 64^2-256^2 pixels run 12-25 % faster than in NCHW (the float32 UNet's do
                           not: at 16^2-32^2 latents it is as fast or slower, so it stays NCHW).
     (float32, CPU)        every 3x3 stride-1 convolution of at least 128 channels and enough work (see
-                          pipeline/winograd.py) runs as a Winograd F(4x4, 3x3) convolution: 4x fewer
+                          fast/winograd.py) runs as a Winograd F(4x4, 3x3) convolution: 4x fewer
                           multiply-adds, 1.2-3x faster than oneDNN's direct convolution here.
     compile=True          torch.compile of both (one graph per batch and image size, compiled on first
                           use). On CPU with inductor weight freezing: the weights become constants of the
@@ -16,7 +19,7 @@
                           convolutions repeat on every call. The model must not change afterwards.
 
 bfloat16 has an 8-bit mantissa: its images differ from the float32 ones by about 1e-3 to 1e-2 (measured on
-random-weight test models: see tests/pipeline/test_fast.py); compile alone keeps float32 results
+random-weight test models: see tests/fast/test_inference.py); compile alone keeps float32 results
 to float tolerance. `float32` is the default and the reference.
 """
 
@@ -27,7 +30,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ldmkit.pipeline.winograd import use_winograd
+from ldmkit.fast.attention import use_fast_attention
+from ldmkit.fast.inplace import use_inplace_blocks
+from ldmkit.fast.winograd import use_winograd
 
 Fn = Callable[..., torch.Tensor]
 
@@ -50,14 +55,16 @@ def _in_dtype(fn: Fn, dtype: torch.dtype) -> Fn:
     return run
 
 
-def inference_parts(model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
-                    compile: bool = False) -> tuple[Fn, Fn]:
+def for_inference(model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
+                  compile: bool = False) -> tuple[Fn, Fn]:
     """(unet, decode) callables of a LatentDiffusion for sampling, converted in place as described above.
 
     unet(x_t, t, **conditioning) -> prediction in x_t's dtype; decode(z) -> float32 images (not clamped).
     """
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
+    use_fast_attention(model)
+    use_inplace_blocks(model.first_stage)
     unet: Fn = model.unet
     decode: Fn = model.decode
     latent = model.config.first_stage.kind != "identity"  # pixel space: decode is the identity

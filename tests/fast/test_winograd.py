@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) convolutions (pipeline/winograd.py) against torch's direct convolution."""
+"""Winograd F(4x4, 3x3) convolutions (fast/winograd.py) against torch's direct convolution."""
 
 import copy
 
@@ -7,10 +7,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ldmkit.pipeline import Pipeline, winograd
-from ldmkit.pipeline.winograd import WinogradConv2d, transform_weight, use_winograd, winograd_conv3x3
+from ldmkit.fast import for_training, winograd
+from ldmkit.fast.winograd import (
+    WinogradConv2d,
+    transform_weight,
+    use_winograd,
+    winograd_conv3x3,
+)
+from ldmkit.pipeline import Pipeline
 
-from .test_fast import KL, images, random_model
+from .test_inference import KL, images, random_model
 
 TOL = 2e-4  # float32 rounding of the transforms, relative to the outputs' scale (about 1 here)
 
@@ -124,8 +130,10 @@ def test_weights_made_under_inference_mode():
         torch.testing.assert_close(fast(x), F.conv2d(x, fast.weight, fast.bias, padding=1), atol=TOL, rtol=0)
 
 
-def test_the_frozen_first_stage_always_has_winograd_convs_and_the_unet_gets_them_from_a_pipeline():
+def test_the_model_has_plain_convs_training_converts_the_first_stage_and_a_pipeline_everything():
     model = random_model(KL)
+    assert not any(isinstance(m, WinogradConv2d) for m in model.modules())  # the model code is the paper's
+    for_training(model)
     assert any(isinstance(m, WinogradConv2d) for m in model.first_stage.modules())
     assert not any(isinstance(m, WinogradConv2d) for m in model.unet.modules())  # it trains
     pipe = Pipeline(model)

@@ -1,0 +1,144 @@
+"""Every bad input a user can give the CLI ends in one line `ldmkit CMD: error: ...` and exit code 2.
+
+Each row runs `ldmkit` as a user would (in-process through `ldmkit.cli.main`) and asserts the exit
+code, a message that names the problem, a single line on stderr, and no traceback. Rows name the
+model they run on (tiny untrained files of every kind, tests/cli/conftest.py) and the files they
+need ({tmp}: a fresh folder with a few prepared files).
+"""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ldmkit.cli import main
+
+ROWS = [
+    # (id, argv with {model}/{tmp} placeholders, model kind, expected message (regex))
+    ("prompt-on-unconditional", "sample {model} --prompt 'red apple'", "none",
+     r"--prompt is for text models, but this is an unconditional model: it takes no condition"),
+    ("class-on-unconditional", "sample {model} --class 3", "none", r"--class is for class models.*unconditional"),
+    ("guidance-on-unconditional", "sample {model} --guidance 5", "none",
+     r"guidance needs a conditional model.*unconditional.*drop the guidance"),
+    ("guidance-nan", "sample {model} --class 1 --guidance nan", "class", r"guidance must be a finite number >= 0"),
+    ("guidance-negative", "sample {model} --class 1 --guidance -2", "class", r"guidance must be a finite number"),
+    ("prompt-on-class-model", "sample {model} --prompt apple", "class",
+     r"--prompt is for text models, but this is a 'class' model: it takes a class index or name"),
+    ("label-map-on-text-model", "sample {model} --label-map {tmp}/map.png", "text", r"--label-map is for semantic"),
+    ("class-out-of-range", "sample {model} --class 7", "class", r"class 7 does not exist; classes: 0: apple"),
+    ("class-unknown-name", "sample {model} --class durian", "class", r"class 'durian' is unknown; classes:"),
+    ("device-gpu", "sample {model} --device gpu", "none", r"device 'gpu' is unknown; use auto, cpu, cuda"),
+    ("device-cuda-missing", "sample {model} --device cuda", "none", r"no CUDA device.*--device cpu"),
+    ("from-png-missing", "sample --from-png {tmp}/nope.png", None, r"nope.png does not exist"),
+    ("from-png-without-parameters", "sample --from-png {tmp}/plain.png", None,
+     r"carries no ldmkit generation parameters"),
+    ("from-png-with-other-settings", "sample --from-png {tmp}/plain.png --steps 9", None,
+     r"--from-png takes every setting from the PNG; drop --steps"),
+    ("out-not-writable", "sample {model} --out {tmp}/a-file/sub", "none", r"cannot create the output folder"),
+    ("out-is-a-file", "sample {model} --out {tmp}/a-file", "none", r"--out .*a-file is a file, not a folder"),
+    ("steps-zero", "sample {model} --steps 0", "none", r"steps must be a whole number >= 1"),
+    ("sampler-unknown", "sample {model} --sampler lms", "none", r"sampler 'lms' is unknown; choose one of"),
+    ("eta-for-ddpm", "sample {model} --sampler ddpm --eta 0.5", "none", r"sampler 'ddpm' has no eta \(only ddim"),
+    ("eta-negative", "sample {model} --eta -1", "none", r"eta must be a finite number >= 0"),
+    ("height-not-multiple", "sample {model} --height 31", "none", r"height 31 px is not a multiple of 2"),
+    ("n-zero", "sample {model} --n 0", "none", r"n must be a whole number >= 1"),
+    ("no-checkpoint", "sample", None, r"give a CHECKPOINT"),
+    ("checkpoint-missing", "sample {tmp}/nothing-here", None, r"nothing-here does not exist"),
+    ("checkpoint-corrupt", "sample {tmp}/corrupt.safetensors", None, r"not a readable safetensors file"),
+    ("checkpoint-of-an-autoencoder", "sample {tmp}/autoencoder.safetensors", None,
+     r"holds a 'autoencoder' model, but a 'ldm' model is needed"),
+    ("label-map-missing", "sample {model} --label-map {tmp}/nope.png", "semantic",
+     r"label map .*nope.png does not exist"),
+    ("layout-malformed", "sample {model} --layout {tmp}/bad.json", "layout", r"bad.json"),
+    ("two-conditions", "sample {model} --class 1 --prompt x", "class", r"give one kind of condition"),
+    ("unknown-command", "samples x", None, r"invalid choice: 'samples'"),
+    ("not-a-number", "sample {model} --steps abc", "none", r"argument --steps: invalid int value: 'abc'"),
+    ("init-image-missing", "sample {model} --init-image {tmp}/nope.png", "none", r"image .*nope.png does not exist"),
+    ("init-image-corrupt", "sample {model} --init-image {tmp}/corrupt.png", "none", r"cannot read image .*corrupt.png"),
+    ("strength-above-1", "sample {model} --init-image {tmp}/image.png --strength 2", "none",
+     r"strength must be in \[0, 1\]"),
+    ("strength-without-init-image", "sample {model} --strength 0.5", "none", r"strength needs an init image"),
+    ("mask-without-init-image", "sample {model} --mask {tmp}/mask.png", "none", r"a mask needs an init image"),
+    ("mask-of-another-size", "sample {model} --init-image {tmp}/image.png --mask {tmp}/small.png", "none",
+     r"the mask is 8x8 px but the init image 16x16"),
+    ("mask-with-an-inpainting-model", "sample {model} --init-image {tmp}/image.png --mask {tmp}/mask.png", "inpaint",
+     r"this is an inpainting model: give the image and the mask as its condition"),
+    ("negative-prompt-on-class-model", "sample {model} --class 1 --negative-prompt x --guidance 3", "class",
+     r"--negative-prompt is for text models, but this is a 'class' model"),
+    ("negative-class-without-guidance", "sample {model} --class 1 --negative-class 2", "class",
+     r"acts through classifier-free guidance; set guidance above 1"),
+    ("negative-class-unknown", "sample {model} --class 1 --negative-class durian --guidance 3", "class",
+     r"class 'durian' is unknown"),
+    ("upscale-corrupt-image", "upscale {tmp}/corrupt.png --model {model} --out {tmp}/up", "low_res",
+     r"cannot read image .*corrupt.png"),
+    ("upscale-missing-image", "upscale {tmp}/nope.png --model {model} --out {tmp}/up", "low_res",
+     r"image .*nope.png does not exist"),
+    ("upscale-with-a-class-model", "upscale {tmp}/small.png --model {model} --out {tmp}/up", "class",
+     r"this is a 'class' model; upscaling needs a super-resolution model"),
+    ("upscale-tile-zero", "upscale {tmp}/small.png --model {model} --out {tmp}/up --tile 0", "low_res",
+     r"--tile must be >= 1"),
+    ("inpaint-mask-of-another-size", "inpaint {tmp}/image.png {tmp}/small.png --model {model} --out {tmp}/o",
+     "inpaint", r"the mask .*small.png is 8x8 px but the image 16x16; give a mask of the image's size"),
+    ("inpaint-with-an-unconditional-model", "inpaint {tmp}/image.png {tmp}/mask.png --model {model} --out {tmp}/o",
+     "none", r"inpainting needs an inpainting model"),
+    ("inpaint-guidance-nan", "inpaint {tmp}/image.png {tmp}/mask.png --model {model} --out {tmp}/o --guidance nan",
+     "inpaint", r"guidance must be a finite number"),
+    ("eval-reference-missing", "eval {model} --ref {tmp}/typo --n 2 --out {tmp}/ev", "none",
+     r"typo"),
+    ("eval-guidance-on-unconditional", "eval {model} --ref {tmp}/refs --n 2 --guidance 3 --out {tmp}/ev", "none",
+     r"guidance needs a conditional model"),
+    ("eval-condition-from-data-unconditional", "eval {model} --ref {tmp}/refs --n 2 --condition-from-data "
+     "--out {tmp}/ev", "none", r"--condition-from-data gives each sample a condition, but this model is unconditional"),
+    ("train-config-missing", "train {tmp}/nope.yaml", None, r"config file .*nope.yaml does not exist"),
+    ("train-unknown-key", "train configs/ldm/emoji64-kl-f4.yaml --set train.stpes=5 --out {tmp}/run", None,
+     r"unknown config key 'train.stpes' \(did you mean 'train.steps'\?\)"),
+    ("train-bad-value", "train configs/ldm/emoji64-kl-f4.yaml --set train.batch_size=0 --out {tmp}/run", None,
+     r"train.batch_size must be at least 1"),
+    ("train-resume-nothing", "train --resume {tmp}/empty-run", None,
+     r"config.yaml does not exist|no complete checkpoint"),
+]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from ldmkit.autoencoder import AutoencoderConfig
+    from ldmkit.autoencoder.checkpoint import autoencoder_state
+    from ldmkit.autoencoder.model import build_autoencoder
+    from ldmkit.checkpoint import save_model_file
+
+    tmp = tmp_path_factory.mktemp("bad-inputs")
+    (tmp / "a-file").write_text("not a folder")
+    (tmp / "corrupt.safetensors").write_bytes(b"\x00" * 64)
+    (tmp / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp / "plain.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp / "image.png")
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp / "small.png")
+    Image.fromarray(np.where(np.arange(16)[:, None] < 8, 255, 0).astype(np.uint8).repeat(16, 1)).save(tmp / "mask.png")
+    Image.fromarray(np.zeros((16, 16), np.uint8), "L").save(tmp / "map.png")
+    (tmp / "refs").mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp / "refs" / f"{i}.png")
+    (tmp / "bad.json").write_text(json.dumps({"images": []}))
+    (tmp / "empty-run").mkdir()
+    tensors, cfg = autoencoder_state(build_autoencoder(AutoencoderConfig(kind="kl", ch=32, ch_mult=(1,),
+                                                                           num_res_blocks=1)))
+    save_model_file(tmp / "autoencoder.safetensors", tensors, "autoencoder", cfg)
+    return tmp
+
+
+@pytest.mark.parametrize("argv, kind, message", [row[1:] for row in ROWS], ids=[row[0] for row in ROWS])
+def test_bad_input_is_one_clear_line_and_exit_code_2(argv, kind, message, files, tiny_models, capsys):
+    import re
+    import shlex
+
+    text = argv.format(model=tiny_models.get(kind, ""), tmp=files)
+    code = main(shlex.split(text))
+    err = capsys.readouterr().err
+    assert code == 2, f"exit code {code} for `ldmkit {text}`: {err}"
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got: {err}"
+    assert lines[0].startswith(f"ldmkit {text.split()[0]}: error: ") or lines[0].startswith("ldmkit: error: ")
+    assert re.search(message, lines[0]), lines[0]

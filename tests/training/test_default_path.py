@@ -1,0 +1,67 @@
+"""The default path: `ldmkit train` over a real (tiny) KL autoencoder, for every shipped LDM config.
+
+The first stage is trained by `ldmkit train-autoencoder` (the session fixture `tiny_autoencoder`);
+the shipped configs run as they are, shrunk by --set overrides (tests/conftest.py: TinyRuns).
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+
+from ldmkit.checkpoint import load_model_file
+from ldmkit.data.latents import LatentCacheDataset
+from ldmkit.training.latent_cache import latent_std
+
+LDM_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "ldm").glob("*.yaml"))
+
+
+def scale_factor(run: Path) -> float:
+    return load_model_file(run)[1]["scale_factor"]
+
+
+def test_measured_scale_factor_is_one_over_the_latent_std_and_resume_keeps_it(tmp_path, tiny, tiny_autoencoder):
+    run = tmp_path / "run"
+    tiny.cli(*tiny.ldm(run, 1, tiny_autoencoder))  # emoji64-kl-f4.yaml: scale_factor null, latent_cache true
+    cache = LatentCacheDataset(tiny.latent_cache())
+    measured = scale_factor(run)
+    assert measured == 1.0 / latent_std(cache)
+    with safe_open(str(cache.root / "shard-00000.safetensors"), framework="pt") as f:  # the same std, independently:
+        mean = torch.cat([f.get_tensor("mean"), f.get_tensor("mean_flip")])  # Var z = Var(mean) + E[exp(logvar)]
+        var = torch.cat([f.get_tensor("logvar"), f.get_tensor("logvar_flip")]).exp()
+    assert len(cache) == 77 and mean.shape == (2 * 77, 4, 8, 8)
+    assert measured == pytest.approx(float(mean.var() + var.mean()) ** -0.5, rel=0.03)
+
+    tiny.widen_latent_cache(cache.root, 3.0)  # a fresh measurement would now give a third of the value ...
+    assert 1.0 / latent_std(LatentCacheDataset(cache.root)) == pytest.approx(measured / 3, rel=1e-4)
+    tiny.cli("train", "--resume", run, "--set", "train.steps=2")
+    assert scale_factor(run) == measured  # ... but a resumed run keeps the one it trained with
+    assert set(tiny.losses(run)) == {1, 2}
+
+
+@pytest.mark.parametrize("config", LDM_CONFIGS, ids=[c.stem for c in LDM_CONFIGS])
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, tiny, tiny_autoencoder, config):
+    """N = 3 steps in one go, or 1 step then `--resume` to 3: the same losses and final weights."""
+    full, split = tmp_path / "full", tmp_path / "split"
+    tiny.cli(*tiny.ldm(full, 3, tiny_autoencoder, config=config))
+    tiny.cli(*tiny.ldm(split, 1, tiny_autoencoder, config=config))
+    assert tiny.rows(split)[-1]["step"] == 1
+    tiny.cli("train", "--resume", split, "--set", "train.steps=3")
+
+    assert set(tiny.losses(full)) == {1, 2, 3}
+    assert tiny.losses(split) == tiny.losses(full)
+    a, b = tiny.weights(full), tiny.weights(split)
+    assert a.keys() == b.keys() and any(k.startswith("ema.") for k in a)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    raw = yaml.safe_load(config.read_text())
+    if raw["latent_cache"]:  # one cache for both runs; super-resolution and inpainting keep the images too
+        with safe_open(str(tiny.latent_cache() / "shard-00000.safetensors"), framework="pt") as f:
+            keys = set(f.keys())
+        if raw.get("conditioning", {}).get("kind") in ("low_res", "inpaint"):
+            assert {"image", "image_flip"} <= keys
+        else:
+            assert not any(k.startswith("image") for k in keys)
+    else:
+        assert not (tiny.cache / "latents").exists()
