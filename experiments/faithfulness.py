@@ -94,8 +94,15 @@ def fit_probe(features: torch.Tensor, labels: torch.Tensor, weight_decay: float 
 
 @torch.no_grad()
 def generate(pipe, conditions: list, args) -> torch.Tensor:
-    """(n, 3, H, W) samples in [-1, 1], sample i drawn from seed i."""
-    return torch.cat([pipe.decode(pipe.latents(list(range(s.start, s.stop)), conditions[s], args.steps,
+    """(n, 3, H, W) samples in [-1, 1], sample i drawn from seed i with conditions[i] (a class or a caption)."""
+    from ldmkit.pipeline import conditions as user_conditions
+
+    cfg = pipe.config.conditioning
+
+    def cond(s: slice):
+        return user_conditions.tensors(cfg, user_conditions.items(cfg, list(conditions[s]), s.stop - s.start))
+
+    return torch.cat([pipe.decode(pipe.latents(list(range(s.start, s.stop)), cond(s), args.steps,
                                                args.sampler, guidance=args.guidance)).cpu().float().clamp(-1, 1)
                       for s in batches(len(conditions), args.batch)])
 

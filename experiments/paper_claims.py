@@ -154,7 +154,8 @@ def estimate(parts: list[str], args) -> None:
         if pipe is None:
             rows.append(f"  guidance: no class-conditional model in {args.class_run} yet (the part will fail)")
         else:
-            cost = measure_cost(pipe, features, args.batch, condition=[0] * args.batch, guidance=2.0)
+            cost = measure_cost(pipe, features, args.batch, condition=torch.zeros(args.batch, dtype=torch.long),
+                                guidance=2.0)
             minutes = len(args.scales) * cost.seconds(args.fd_samples, args.guidance_steps) / 60
             total += minutes
             rows.append(f"  guidance: {cost.step / args.batch * 1e3:.1f} ms/image-step (guided) | "

@@ -11,7 +11,7 @@ __all__ = ["__version__", "load"]
 
 
 def load(path, device: str = "auto", use_ema: bool = True, config=None, text_encoder=None, dtype=None,
-         compile: bool = False):
+         compile: bool = False, lora=None):
     """A ready-to-sample `ldmkit.pipeline.Pipeline` from any model ldmkit reads.
 
     - ldmkit: a model file, a checkpoint folder or a run folder (its latest checkpoint); EMA
@@ -21,20 +21,25 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
       local CLIP folder, needed for Stable Diffusion checkpoints only.
     - diffusers: a pipeline folder with model_index.json (`ldmkit.interop.foreign_models`).
     `dtype` (e.g. torch.bfloat16; None: float32) and `compile` select the fast inference path
-    (`ldmkit.fast`).
+    (`ldmkit.fast`). `lora`: LoRA adapters merged into the weights first, a path or a list of paths and
+    (path, weight) pairs: ldmkit LoRA runs or files, kohya / diffusers LoRA files (`ldmkit.lora`).
     """
     import torch
 
     from ldmkit.checkpoint import resolve_model_file
     from ldmkit.device import pick_device
     from ldmkit.interop.foreign_models import load_foreign
+    from ldmkit.lora.files import apply_adapters, as_specs, refuse_adapter
     from ldmkit.pipeline import Pipeline, load_ldm
 
+    specs = as_specs(lora)
     found = load_foreign(path, config, use_ema=use_ema, text_encoder=text_encoder)
     if found is None:
         source = resolve_model_file(path)
+        refuse_adapter(source, path)
         model = load_ldm(source, use_ema=use_ema)
     else:
         model, source = found
+    apply_adapters(model, specs)  # before the Pipeline: its fast path rewrites the layers
     return Pipeline(model, pick_device(device), source=str(source), use_ema=use_ema,
                     dtype=torch.float32 if dtype is None else dtype, compile=compile)

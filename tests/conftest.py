@@ -149,3 +149,18 @@ def tiny_autoencoder(tmp_path_factory, emoji32):
     tiny = TinyRuns(link_renders(root / "cache"))
     tiny.cli(*tiny.autoencoder(run, steps=2))
     return run
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """cli_error(argv) runs `ldmkit ARGV`, which must end in one line and exit code 2; returns the line."""
+    from ldmkit.cli import main
+
+    def run(argv: list) -> str:
+        capsys.readouterr()
+        assert main([str(a) for a in argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        return err
+
+    return run

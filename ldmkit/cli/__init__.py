@@ -28,6 +28,9 @@ COMMANDS = {
     "inpaint": ("inpaint", "fill the masked part of an image with an inpainting LDM"),
     "eval": ("eval", "sample-quality metrics of an LDM: FD-EffNet/FID, KID, IS, precision/recall"),
     "export-diffusers": ("export_diffusers", "write an LDM as a diffusers pipeline folder"),
+    "serve": ("serve", "an HTTP server: A1111-compatible API, native endpoints and a web page"),
+    "merge-lora": ("merge_lora", "merge LoRA adapters into a standalone model"),
+    "export-lora": ("export_lora", "write a LoRA adapter in the kohya / A1111 or diffusers format"),
 }
 EXIT_BAD_INPUT = 2  # a problem with the input or the environment, explained in one line
 EXIT_BUG = 1  # an error ldmkit did not foresee: also one line, with --debug for the traceback

@@ -36,9 +36,16 @@ def resolve_run_config(cls: type, args: argparse.Namespace) -> tuple[Any, Path]:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """How to load the model: --config / --text-encoder for foreign checkpoints, --no-ema, --device."""
     p.add_argument("--config", help="the original YAML when the model is a CompVis .ckpt/.safetensors")
-    p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
+    p.add_argument("--text-encoder", metavar="CLIP_DIR", help="a Stable Diffusion .ckpt/.safetensors with --config: a "
+                   "local CLIP folder (diffusers folders carry their own text_encoder/ and tokenizer/)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+def add_lora_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lora", action="append", metavar="LORA[:WEIGHT]",
+                   help="apply a LoRA adapter (an ldmkit LoRA run or file, a kohya or diffusers .safetensors) with "
+                        "this weight (default 1; 0 leaves the model as it is); repeatable")
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser, steps: int = 50, sampler: str = "ddim") -> None:
@@ -49,12 +56,29 @@ def add_sampling_arguments(p: argparse.ArgumentParser, steps: int = 50, sampler:
     p.add_argument("--seed", type=int, default=0, help="image i gets seed + i")
 
 
-def load_model(args: argparse.Namespace, path: str, device: str | None = None):
-    """The Pipeline of the model at `path` with the command's loading options."""
-    import ldmkit
+def add_shortcut_arguments(p: argparse.ArgumentParser) -> None:
+    """Sampling shortcuts whose cost in quality docs/results/RECIPE.md measures."""
+    p.add_argument("--karras", action="store_true", help="Karras et al.'s noise levels (euler, euler_a, heun, "
+                                                         "dpmpp_2m)")
+    p.add_argument("--guidance-interval", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                   help="guide only at noise levels sigma in (LOW, HIGH]; elsewhere one conditional UNet call")
+    p.add_argument("--cache-interval", type=int, metavar="K",
+                   help="reuse the UNet's deep features between steps (DeepCache): the whole UNet every K-th call")
 
+
+def shortcut_options(args: argparse.Namespace) -> dict[str, Any]:
+    interval = tuple(args.guidance_interval) if args.guidance_interval else None
+    return {"karras": args.karras, "guidance_interval": interval, "cache_interval": args.cache_interval}
+
+
+def load_model(args: argparse.Namespace, path: str, device: str | None = None):
+    """The Pipeline of the model at `path` with the command's loading options (and --lora adapters)."""
+    import ldmkit
+    from ldmkit.lora import parse_spec
+
+    lora = [parse_spec(text) for text in getattr(args, "lora", None) or []]
     return ldmkit.load(path, device=device or args.device, use_ema=not args.no_ema, config=args.config,
-                       text_encoder=args.text_encoder)
+                       text_encoder=args.text_encoder, lora=lora)
 
 
 def sampling_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -16,7 +16,13 @@ import json
 import time
 from pathlib import Path
 
-from ldmkit.cli.common import add_model_arguments, add_sampling_arguments, output_folder
+from ldmkit.cli.common import (
+    add_model_arguments,
+    add_sampling_arguments,
+    add_shortcut_arguments,
+    output_folder,
+    shortcut_options,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="number of samples to generate (spell it --num-samples under torchrun, whose own "
                         "option parser takes --n for an abbreviation of its --nnodes / --nproc-per-node)")
     add_sampling_arguments(p)
+    add_shortcut_arguments(p)
     p.add_argument("--batch-size", type=int, default=16, help="samples generated at once per process")
     p.add_argument("--features", default="effnet", choices=["effnet", "inception"],
                    help="feature network: effnet (offline; FD-EffNet, KID-EffNet, ...) or inception (FID, ...)")
@@ -86,12 +93,15 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     tag = f"{args.features}-n{args.n}-{args.sampler}{args.steps}-g{args.guidance:g}-seed{args.seed}"
+    tag += "-karras" * args.karras + (f"-cache{args.cache_interval}" if args.cache_interval else "")
+    tag += f"-interval{args.guidance_interval[0]:g}-{args.guidance_interval[1]:g}" if args.guidance_interval else ""
     out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
     try:  # every input is checked (and the reference's statistics computed) before the first sample
         pipe = ldmkit.load(model_file, device=str(ctx.device), use_ema=not args.no_ema,
                            config=config, text_encoder=args.text_encoder)
-        pipe.check(args.steps, args.sampler, args.guidance, args.eta)
+        shortcuts = shortcut_options(args)
+        pipe.check(args.steps, args.sampler, args.guidance, args.eta, **shortcuts)
         resolution = pipe.config.image_size
         network = build_feature_network(args.features, args.inception_weights).to(ctx.device)
         conditions, source = None, None
@@ -112,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         samples, preview = generated_features(
             pipe, network, args.n, args.seed, args.steps, args.sampler, args.guidance, args.eta, args.batch_size,
-            conditions, ctx.rank, ctx.world_size, keep_images=64)
+            conditions, ctx.rank, ctx.world_size, keep_images=64, **shortcuts)
         sampling_s = time.perf_counter() - start
         if not ctx.is_main:
             return 0
@@ -123,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {"checkpoint": str(model_file), "use_ema": not args.no_ema, "reference": str(ref),
                 "reference_split": args.ref_split if not str(ref).endswith(".npz") else None,
                 "resolution": resolution, "n": args.n, "steps": args.steps, "sampler": args.sampler,
-                "eta": args.eta, "guidance": args.guidance, "seed": args.seed,
+                "eta": args.eta, "guidance": args.guidance, "seed": args.seed, **shortcuts,
                 "conditions_from": None if conditions is None else str(source),
                 "processes": ctx.world_size, "device": ctx.device.type, "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}

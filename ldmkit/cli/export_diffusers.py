@@ -1,8 +1,11 @@
 """`ldmkit export-diffusers CHECKPOINT --out DIR`: write an LDM as a diffusers pipeline folder.
 
-The folder (model_index.json, unet/, vqvae/, scheduler/, ldmkit.json) loads with diffusers'
-`LDMPipeline.from_pretrained(DIR)` (`DDIMPipeline` for pixel-space models) and back into ldmkit
-with `ldmkit.interop.diffusers_folders.load_diffusers_folder(DIR)`. EMA weights by default.
+An unconditional model's folder (model_index.json, unet/, vqvae/, scheduler/, ldmkit.json) loads
+with diffusers' `LDMPipeline.from_pretrained(DIR)` (`DDIMPipeline` for pixel-space models); a CLIP
+text-to-image model's (vae/, text_encoder/, tokenizer/, no safety checker) with
+`StableDiffusionPipeline.from_pretrained(DIR)`. Conditional models no diffusers pipeline runs (class,
+BERT/MiniLM text, layout, semantic, inpainting) are refused with the reason. Every folder reads back
+into ldmkit (`ldmkit sample DIR`). EMA weights by default.
 """
 
 from __future__ import annotations

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import argparse
 
-from ldmkit.cli.common import add_model_arguments, add_sampling_arguments, load_model, output_folder, sampling_options
+from ldmkit.cli.common import (
+    add_lora_argument,
+    add_model_arguments,
+    add_sampling_arguments,
+    add_shortcut_arguments,
+    load_model,
+    output_folder,
+    sampling_options,
+    shortcut_options,
+)
 
 # condition flag -> (its argparse dest, the kind of model it is for)
 FLAG_KINDS = {"--class": ("class_", "class"), "--prompt": ("prompt", "text"), "--layout": ("layout", "layout"),
@@ -22,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", nargs="?", help="ldmkit run folder, checkpoint folder or model file, an original "
                                                  "CompVis .ckpt/.safetensors (with --config) or a diffusers folder")
     add_model_arguments(p)
+    add_lora_argument(p)
     add_sampling_arguments(p)
+    add_shortcut_arguments(p)
     p.add_argument("--n", type=int, default=16, help="number of images")
     p.add_argument("--height", type=int, help="pixels (default: the training size); larger works")
     p.add_argument("--width", type=int)
@@ -64,10 +75,13 @@ def run(args: argparse.Namespace) -> int:
     check_condition_flags(args, pipe.config.conditioning)
     images = pipe(n=args.n, height=args.height, width=args.width, batch_size=args.batch_size, condition=condition,
                   negative=args.negative_prompt or args.negative_class, init_image=init_image,
-                  strength=args.strength, mask=mask, show_progress=True, **sampling_options(args))
+                  strength=args.strength, mask=mask, show_progress=True, **sampling_options(args),
+                  **shortcut_options(args))
     inputs = input_files({"init_image": args.init_image, "mask": args.mask})
     for image in images if inputs else []:
         add_inputs(image, inputs)
+    for image in images if args.lora else []:
+        record_lora(image, args.lora)
     write_images(images, out, args.seed)
     print(f"wrote {len(images)} images and grid.png to {out}")
     return 0
@@ -113,6 +127,7 @@ def regenerate(args: argparse.Namespace) -> int:
     out = output_folder(args.out)
     check_checkpoint(params)
     args.no_ema = not params["use_ema"]
+    args.lora = recorded_lora(params)
     pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device)
     seeds, index = params["batch_seeds"], params["batch_index"]
     # its own condition in every slot of a batch of the same size: an image depends only on its seed and
@@ -126,11 +141,41 @@ def regenerate(args: argparse.Namespace) -> int:
     negative = [from_json(params["negative"])] * len(seeds) if "negative" in params else None
     images = pipe(n=len(seeds), steps=params["steps"], sampler=params["sampler"], guidance=params["guidance"],
                   seed=seeds[0], eta=params["eta"], height=params["height"], width=params["width"],
-                  condition=batch, batch_size=len(seeds), negative=negative, **init)
+                  condition=batch, batch_size=len(seeds), negative=negative, **init,
+                  **{k: params[k] for k in ("karras", "guidance_interval", "cache_interval") if k in params})
     path = out / f"{params['seed']:06d}.png"
     save_png(images[index], path)
     print(f"regenerated: {path}")
     return 0
+
+
+def record_lora(image, specs: list[str]) -> None:
+    """Add the --lora adapters (files, sha256, weights) to an image's parameters, for --from-png."""
+    import json
+
+    from ldmkit.lora.files import parse_spec, resolve_adapter_file
+    from ldmkit.pipeline.metadata import PNG_KEY, file_sha256
+
+    params = json.loads(image.info[PNG_KEY])
+    params["lora"] = []
+    for path, weight in map(parse_spec, specs):
+        file = resolve_adapter_file(path).resolve()
+        params["lora"].append({"file": str(file), "sha256": file_sha256(file), "weight": weight})
+    image.info[PNG_KEY] = json.dumps(params)
+
+
+def recorded_lora(params: dict) -> list[str]:
+    """The --lora specs an image was made with, each checked to be the same file (sha256) as then."""
+    from ldmkit.errors import DataError
+    from ldmkit.pipeline.metadata import file_sha256
+
+    specs = []
+    for item in params.get("lora", []):
+        if file_sha256(item["file"]) != item["sha256"]:
+            raise DataError(f"the LoRA {item['file']} this image was made with is gone or has changed (sha256 "
+                            "differs); the image cannot be regenerated without it")
+        specs.append(f"{item['file']}:{item['weight']!r}")
+    return specs
 
 
 def check_condition_flags(args: argparse.Namespace, cfg) -> None:

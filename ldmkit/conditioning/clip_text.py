@@ -3,9 +3,11 @@
 Needs the optional dependency `transformers` (`pip install 'ldmkit[clip]'`); everything is read
 from local folders, nothing is downloaded. `TextConfig.weights_path` is a CLIP model folder
 (`config.json` of a CLIPModel or CLIPTextModel, plus its weights if any; e.g. a local copy of
-openai/clip-vit-large-patch14), `vocab_path` a tokenizer folder (default: the same folder).
-Captions are padded / truncated to max_tokens (77) and encoded without an attention mask (CLIP's
-own causal mask only); the context is the last hidden state (B, 77, width), as in SD v1.
+openai/clip-vit-large-patch14, or a diffusers pipeline's text_encoder/), `vocab_path` a tokenizer
+folder (default: the same folder). Captions are padded / truncated to max_tokens (77) and encoded
+without an attention mask (CLIP's own causal mask only); the context is the last hidden state
+(B, 77, width), as in SD v1 and diffusers' StableDiffusionPipeline. The text model always runs in
+float32, whatever dtype its weights were saved in.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from torch import nn
 from ldmkit.conditioning.sections import TextConfig
 from ldmkit.conditioning.text import TextConditioner
 from ldmkit.errors import ConfigError
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
 
 
 def _transformers():
@@ -37,8 +42,8 @@ class ClipTokenizer:
         try:
             self._tokenizer = transformers.CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as err:
-            raise ConfigError(f"conditioning.text.vocab_path: no CLIP tokenizer (vocab.json, merges.txt) in "
-                              f"{folder}: {err}") from err
+            raise ConfigError(f"conditioning.text.vocab_path: no CLIP tokenizer (vocab.json + merges.txt, or "
+                              f"tokenizer.json) in {folder}: {err}") from err
         self.max_tokens = max_tokens
 
     def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,11 +69,11 @@ class ClipText(TextConditioner):
             config = transformers.CLIPTextConfig.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as err:
             raise ConfigError(f"conditioning.text.weights_path: no CLIP config.json in {folder}: {err}") from err
-        has_weights = any((folder / name).is_file() for name in ("model.safetensors", "pytorch_model.bin"))
-        if has_weights:
+        if any((folder / name).is_file() for name in WEIGHT_FILES):
             model = transformers.CLIPTextModel.from_pretrained(str(folder), config=config, local_files_only=True)
         else:
             model = transformers.CLIPTextModel(config)  # weights come from the checkpoint being loaded
+        model = model.float()  # transformers 5 keeps the saved dtype (e.g. float16)
         # transformers 4 nests the text transformer in `text_model`; 5 does not
         self.transformer = TextModelHolder(getattr(model, "text_model", model).requires_grad_(False).eval())
         if config.hidden_size != cfg.embed_dim:
@@ -78,3 +83,10 @@ class ClipText(TextConditioner):
     def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.transformer.text_model(input_ids=ids).last_hidden_state  # (B, N, width)
+
+    def save_text_encoder(self, folder: Path) -> None:
+        """The text model as a transformers CLIPTextModel folder (config.json + model.safetensors)."""
+        text_model = self.transformer.text_model
+        model = _transformers().CLIPTextModel(text_model.config)
+        getattr(model, "text_model", model).load_state_dict(text_model.state_dict())
+        model.save_pretrained(str(folder))

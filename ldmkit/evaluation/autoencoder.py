@@ -32,6 +32,8 @@ def evaluate_autoencoder(model: nn.Module, dataset: Dataset, perceptual: nn.Modu
     for i, batch in enumerate(progress(loader, desc="evaluating autoencoder", total=total)):
         if max_batches is not None and i >= max_batches:
             break
+        if "image" not in batch:
+            continue  # every file of the batch was unreadable (skipped and counted by the loader)
         x = batch["image"].to(device)
         x_rec = reconstruct(model, x)
         totals["psnr"] += psnr(x, x_rec).sum().item()

@@ -76,11 +76,12 @@ def all_gather_rows(local: torch.Tensor, n: int, rank: int, world_size: int) -> 
 def generated_features(pipe: Pipeline, network: FeatureNetwork, n: int, seed: int = 0, steps: int = 50,
                        sampler: str = "ddim", guidance: float = 1.0, eta: float | None = None, batch_size: int = 16,
                        conditions: Callable[[Sequence[int]], Any] | None = None, rank: int = 0, world_size: int = 1,
-                       keep_images: int = 0) -> tuple[SampleFeatures, torch.Tensor | None]:
+                       keep_images: int = 0, **shortcuts) -> tuple[SampleFeatures, torch.Tensor | None]:
     """Features of samples 0..n-1 (this rank's share generated here, all gathered), and rank 0's first images.
 
     `network` must be on `pipe.device`. Returns the features of all n samples on every rank, and
     up to `keep_images` of this rank's images (B, 3, H, W) in [-1, 1] on CPU (for a preview grid).
+    `shortcuts`: the sampling shortcuts of `Pipeline.latents` (karras, guidance_interval, cache_interval).
     """
     check_conditions(pipe, conditions)
     if n < 1 or batch_size < 1:
@@ -96,7 +97,7 @@ def generated_features(pipe: Pipeline, network: FeatureNetwork, n: int, seed: in
         def show_step(info: dict) -> None:
             bar.set_postfix(step=f"{info['i'] + 1}/{info['steps']}", refresh=False)
 
-        images = pipe.decode(pipe.latents(seeds, raw, steps, sampler, guidance, eta, callback=show_step))
+        images = pipe.decode(pipe.latents(seeds, raw, steps, sampler, guidance, eta, callback=show_step, **shortcuts))
         f, lg = network(images)  # (B, D), (B, K)
         feats.append(f)
         logits.append(lg)

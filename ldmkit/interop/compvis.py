@@ -39,7 +39,7 @@ def read_config(path: str | Path, text_encoder: str | Path | None = None) -> Tra
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not a readable YAML config ({err})") from err
     try:
-        return translate(data, None if text_encoder is None else str(text_encoder))
+        return translate(data, None if text_encoder is None else str(Path(text_encoder).resolve()))
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from err
 

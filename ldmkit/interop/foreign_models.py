@@ -3,7 +3,9 @@
 Two formats are recognised from the path alone (anything else is left to ldmkit's own loader):
 
     CompVis / SD v1   a checkpoint + its YAML (`config`, or the one YAML beside it): compvis.py
-    diffusers         a pipeline folder holding model_index.json: diffusers_folders.py
+    diffusers         a pipeline folder holding model_index.json: diffusers_folders.py (Stable Diffusion
+                      folders included: their text_encoder/ and tokenizer/ are read as ldmkit's "clip" text
+                      conditioner, which needs the optional `transformers`)
 
     found = load_foreign("models/ldm-celebahq", config=None)    # (LatentDiffusion, source) or None
     convert_foreign("model.ckpt", "models/cin", config="model.yaml")  # -> models/cin/model.safetensors
@@ -13,6 +15,7 @@ Two formats are recognised from the path alone (anything else is left to ldmkit'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from ldmkit.checkpoint import MODEL_FILE, save_model_file
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.interop.compvis import convert_compvis, find_original_pair, load_compvis
 from ldmkit.interop.diffusers_folders import INDEX, load_diffusers_folder
+from ldmkit.interop.diffusers_text import standalone_text
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.model import LatentDiffusion
 
@@ -35,8 +39,9 @@ def _check_diffusers_options(folder: Path, config, text_encoder) -> None:
         raise ConfigError(f"{folder} is a diffusers pipeline folder, which carries its own configs; --config / "
                           "config= is for the YAML of an original CompVis checkpoint: drop it")
     if text_encoder is not None:
-        raise ConfigError(f"{folder} is a diffusers pipeline folder; --text-encoder / text_encoder= is for Stable "
-                          "Diffusion checkpoints in the CompVis format: drop it")
+        raise ConfigError(f"{folder} is a diffusers pipeline folder, which carries its own text encoder "
+                          "(text_encoder/ and tokenizer/) when its model has one; --text-encoder / text_encoder= is "
+                          "for Stable Diffusion checkpoints in the CompVis format (.ckpt + YAML): drop it")
 
 
 def load_foreign(path: str | Path, config: str | Path | None = None, use_ema: bool = True,
@@ -58,11 +63,20 @@ def load_foreign(path: str | Path, config: str | Path | None = None, use_ema: bo
 
 def convert_foreign(path: str | Path, out: str | Path, config: str | Path | None = None,
                     text_encoder: str | Path | None = None) -> Path:
-    """Write a CompVis pair or a diffusers pipeline folder as `out/model.safetensors` (kind "ldm")."""
+    """Write a CompVis pair or a diffusers pipeline folder as `out/model.safetensors` (kind "ldm").
+
+    A Stable Diffusion folder's CLIP weights go into the model file; its text encoder's config.json
+    and its tokenizer files are copied to out/text_encoder/ and out/tokenizer/, which the model
+    file's config names by absolute path: the converted folder does not need the diffusers one, but
+    must stay where it was written (convert again after moving it)."""
     folder = find_diffusers_pipeline(path)
     if folder is not None:
         _check_diffusers_options(folder, config, text_encoder)
         model = load_diffusers_folder(folder)
+        cond = model.config.conditioning
+        if cond.kind == "text" and cond.text.encoder == "clip":
+            text = standalone_text(cond.text, Path(out))
+            model.config = dataclasses.replace(model.config, conditioning=dataclasses.replace(cond, text=text))
         target = Path(out) / MODEL_FILE
         source = {"format": "diffusers", "folder": folder.resolve().name}
         save_model_file(target, ldm_tensors(model), KIND, ldm_config_dict(model),

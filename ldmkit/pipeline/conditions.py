@@ -127,6 +127,8 @@ def _layout(value: Any) -> dict[str, torch.Tensor]:
     try:
         boxes = torch.as_tensor(value["boxes"], dtype=torch.float32).reshape(-1, 4)
         labels = torch.as_tensor(value["labels"]).reshape(-1)
+        if labels.numel() == 0:
+            labels = labels.long()  # an empty layout (no boxes): the null layout
     except (TypeError, ValueError, RuntimeError) as err:
         raise DataError(f"a layout's boxes must be [x0, y0, x1, y1] numbers and its labels integers: {err}") from err
     if labels.shape[0] != boxes.shape[0]:

@@ -22,6 +22,7 @@ from ldmkit.data.images import to_pil
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators
 from ldmkit.errors import ConfigError, LdmkitError
 from ldmkit.fast import for_inference
+from ldmkit.fast.deepcache import DeepCacheUNet
 from ldmkit.pipeline import conditions, starts
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata, to_json
 from ldmkit.pipeline.model import LatentDiffusion
@@ -29,7 +30,7 @@ from ldmkit.pipeline.tiling import decode_tiled
 from ldmkit.progress import progress
 from ldmkit.sampling import SAMPLERS, sample, sampler_options
 from ldmkit.sampling.blend import blended
-from ldmkit.sampling.guidance import classifier_free_guidance, conditioned
+from ldmkit.sampling.guidance import classifier_free_guidance, conditioned, in_interval
 
 
 class Pipeline:
@@ -46,13 +47,15 @@ class Pipeline:
         self.device = torch.device(device)
         self._unet, self._decode = for_inference(self.model, self.device, dtype, compile)
         self.source, self.use_ema, self.decode_tile = source, use_ema, decode_tile
-        self.dtype = dtype
+        self.dtype, self.compiled = dtype, compile
 
     @property
     def config(self):
         return self.model.config
 
-    def check(self, steps: int, sampler: str, guidance: float, eta: float | None) -> None:
+    def check(self, steps: int, sampler: str, guidance: float, eta: float | None,
+              guidance_interval: tuple[float, float] | None = None, cache_interval: int | None = None,
+              karras: bool = False) -> None:
         """A clear error for a sampling option this model or sampler cannot use, before any work."""
         if sampler not in SAMPLERS:
             raise ConfigError(f"sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
@@ -69,22 +72,42 @@ class Pipeline:
                 raise ConfigError(f"sampler {sampler!r} has no eta (only {takers} do); drop it")
             if not math.isfinite(eta) or eta < 0:
                 raise ConfigError(f"eta must be a finite number >= 0, got {eta!r}")
+        if guidance_interval is not None:
+            low, high = guidance_interval
+            if guidance == 1.0:
+                raise ConfigError("a guidance interval limits classifier-free guidance; set guidance above 1")
+            if not (math.isfinite(low) and 0 <= low < high):
+                raise ConfigError(f"a guidance interval is two noise levels 0 <= low < high (sigma), got {low}, {high}")
+        if cache_interval is not None:
+            if isinstance(cache_interval, bool) or not isinstance(cache_interval, int) or cache_interval < 1:
+                raise ConfigError(f"the feature-cache interval must be a whole number >= 1, got {cache_interval!r}")
+            if self.compiled:
+                raise ConfigError("feature caching runs parts of the UNet, which a compiled pipeline cannot; drop "
+                                  "compile or the cache interval")
+        if karras and "karras" not in sampler_options(sampler):
+            takers = ", ".join(name for name in SAMPLERS if "karras" in sampler_options(name))
+            raise ConfigError(f"Karras noise levels are for the sigma-space samplers ({takers}), not {sampler!r}")
 
     @torch.no_grad()
     def latents(self, seeds: Sequence[int], cond: Any = None, steps: int = 50, sampler: str = "ddim",
                 guidance: float = 1.0, eta: float | None = None, height: int | None = None,
                 width: int | None = None, callback: Callable[[dict], None] | None = None,
                 x_T: torch.Tensor | None = None, negative: Any = None, init: torch.Tensor | None = None,
-                strength: float | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+                strength: float | None = None, mask: torch.Tensor | None = None,
+                guidance_interval: tuple[float, float] | None = None, cache_interval: int | None = None,
+                karras: bool = False) -> torch.Tensor:
         """Sampled latents (B, C, h, w) in the diffusion model's (scaled) space, one per seed.
 
         `cond` and `negative` are conditions in the conditioner's tensor form (see
         ldmkit/conditioning/base.py); `negative` replaces the unconditional branch of guidance.
         `init` (B, C, h, w) latents and `strength`: start part-way from them (sampling/img2img.py);
         with `mask` (B, 1, h, w), 1 = fill, the rest of `init` is kept (sampling/blend.py).
+        `guidance_interval` (low, high): guide only at noise levels sigma in (low, high], one conditional
+        UNet call elsewhere; `cache_interval` k: DeepCache-style feature reuse, the whole UNet every k-th
+        call (fast/deepcache.py); `karras`: Karras et al.'s noise levels for the sigma-space samplers.
         `x_T` replaces the start noise drawn from the seeds (e.g. a tile of a larger noise field);
         the seeds' generators still drive the per-step noise of stochastic samplers."""
-        self.check(steps, sampler, guidance, eta)
+        self.check(steps, sampler, guidance, eta, guidance_interval, cache_interval, karras)
         model = self.model
         shape = model.latent_shape(height or self.config.image_size, width or self.config.image_size)
         generators = seeded_generators(seeds)  # CPU: the same noise on every device
@@ -95,10 +118,12 @@ class Pipeline:
         x_T = x_T.to(self.device, torch.float32)
         cond = model.condition(cond)
         null = model.condition(negative) if negative is not None else model.null_condition(len(seeds), self.device)
+        network = self._unet if cache_interval is None else DeepCacheUNet(self.model.unet, cache_interval)
         if cond and guidance != 1.0:
-            unet = classifier_free_guidance(self._unet, cond, null, guidance)
+            guide_at = None if guidance_interval is None else in_interval(model.schedule, *guidance_interval)
+            unet = classifier_free_guidance(network, cond, null, guidance, guide_at=guide_at)
         else:
-            unet = conditioned(self._unet, cond)
+            unet = conditioned(network, cond)
         if mask is not None:
             unet = blended(unet, model.schedule, init, mask.to(self.device), x_T)
         diffusion = self.config.diffusion
@@ -107,6 +132,8 @@ class Pipeline:
             options.update(spacing=diffusion.timestep_spacing, offset=diffusion.steps_offset)
         if eta is not None:
             options["eta"] = eta
+        if karras:
+            options["karras"] = True
         if init is not None:
             options.update(init=init.to(self.device, torch.float32), strength=strength)
         z = sample(sampler, unet, x_T, model.schedule, steps, generators, **options)
@@ -126,7 +153,8 @@ class Pipeline:
                  eta: float | None = None, height: int | None = None, width: int | None = None,
                  condition: Any = None, batch_size: int = 8, show_progress: bool = False,
                  callback: Callable[[dict], None] | None = None, negative: Any = None, init_image: Any = None,
-                 strength: float | None = None, mask: Any = None) -> list[Image.Image]:
+                 strength: float | None = None, mask: Any = None, guidance_interval: tuple[float, float] | None = None,
+                 cache_interval: int | None = None, karras: bool = False) -> list[Image.Image]:
         """`n` PIL images with seeds seed, seed + 1, ...; at most `batch_size` are sampled at once.
 
         `condition`: one for every image or a list with one per image (pipeline/conditions.py);
@@ -134,12 +162,14 @@ class Pipeline:
         negative prompt or class). `init_image` (a PIL image or (3, H, W) tensor, or one per image) and
         `strength` in [0, 1]: img2img (SDEdit), 0 keeps the image, 1 ignores it; with `mask` (white / 1 =
         fill) only the masked part changes, with any model (inpainting by blending).
+        `guidance_interval`, `cache_interval`, `karras`: see `latents`.
         `callback(info)` is called after every step with the sampler's report plus "image" (the
         index of the batch's first image) and "images" (n)."""
         for name, value in (("n", n), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
-        self.check(steps, sampler, guidance, eta)
+        shortcuts = {"guidance_interval": guidance_interval, "cache_interval": cache_interval, "karras": karras}
+        self.check(steps, sampler, guidance, eta, **shortcuts)
         cfg = self.config.conditioning
         inits = starts.init_items(self.model, init_image, strength, mask, n)
         items = conditions.items(cfg, condition, n)
@@ -156,7 +186,7 @@ class Pipeline:
         height, width = asked or (height or self.config.image_size, width or self.config.image_size)
         self.model.latent_shape(height, width)  # a clear error for a size the model cannot take, before any work
         params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": height,
-                  "width": width}
+                  "width": width, **{k: v for k, v in shortcuts.items() if v}}
         if inits[0] is not None:
             params["strength"] = starts.DEFAULT_STRENGTH if strength is None else strength
         images = []
@@ -174,7 +204,7 @@ class Pipeline:
             init, mask_z = starts.latents(self, inits[batch])
             z = self.latents(seeds, conditions.tensors(cfg, items[batch]), steps, sampler, guidance, eta, height, width,
                              callback=report, negative=negative_batch, init=init, strength=params.get("strength"),
-                             mask=mask_z)
+                             mask=mask_z, **shortcuts)
             decoded = starts.composite(self.decode(z), inits[batch])
             for i, x in enumerate(decoded):
                 image = to_pil(x)

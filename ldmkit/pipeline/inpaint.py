@@ -11,6 +11,7 @@ There is no tiling: very large inputs need memory in proportion to their area.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,10 +36,11 @@ def check_inpainting_model(model: LatentDiffusion) -> None:
 @torch.no_grad()
 def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, steps: int = 50,
                    sampler: str = "ddim", seed: int = 0, guidance: float = 1.0,
-                   eta: float | None = None) -> torch.Tensor:
+                   eta: float | None = None, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
     """images (B, 3, H, W) in [-1, 1], masks (B, 1, H, W) (1 = hole) -> (B, 3, H, W) composited.
 
-    Image i uses seed + i; outside its (binarised) mask it equals the input exactly."""
+    Image i uses seed + i; outside its (binarised) mask it equals the input exactly. `callback(info)`
+    gets every step's report (sampling/progress.py)."""
     check_inpainting_model(pipe.model)
     images = torch.stack([image_tensor(x, "inpainting image") for x in (images if images.dim() == 4 else [images])])
     masks = torch.stack([mask_tensor(m) for m in (masks if masks.dim() == 4 else [masks])])  # (B, 1, H, W) in {0, 1}
@@ -52,13 +54,14 @@ def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, st
     pad = (0, width - w, 0, height - h)
     condition = {"image": F.pad(images, pad, mode="replicate"), "mask": F.pad(masks, pad, value=0.0)}
     seeds = [seed + i for i in range(images.shape[0])]
-    z = pipe.latents(seeds, condition, steps, sampler, guidance, eta, height, width)
+    z = pipe.latents(seeds, condition, steps, sampler, guidance, eta, height, width, callback=callback)
     generated = pipe.decode(z)[:, :, :h, :w].float().clamp(-1, 1)  # (B, 3, H, W)
     return torch.where(masks.bool(), generated, images)
 
 
 def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = 50, sampler: str = "ddim",
-            seed: int = 0, guidance: float = 1.0, eta: float | None = None, inputs: dict | None = None) -> Image.Image:
+            seed: int = 0, guidance: float = 1.0, eta: float | None = None, inputs: dict | None = None,
+            callback: Callable[[dict], None] | None = None) -> Image.Image:
     """Fill the white part of `mask` in `image`; every other pixel of the (RGB) image is kept bit-exactly.
 
     Transparency in the image is flattened onto white first, as everywhere in ldmkit. The result carries
@@ -69,7 +72,7 @@ def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = 
                          "give a mask of the image's size (white = fill)")
     original = np.asarray(rgb)  # (H, W, 3) uint8
     hole = mask_tensor(mask)[None]  # (1, 1, H, W) in {0, 1}
-    filled = inpaint_tensor(pipe, to_tensor(rgb)[None], hole, steps, sampler, seed, guidance, eta)
+    filled = inpaint_tensor(pipe, to_tensor(rgb)[None], hole, steps, sampler, seed, guidance, eta, callback)
     keep = ~hole[0, 0].bool().numpy()[..., None]  # (H, W, 1)
     out = Image.fromarray(np.where(keep, original, to_uint8(filled[0])))
     params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": out.height,

@@ -21,6 +21,11 @@ def _starts(size: int, tile: int, stride: int) -> list[int]:
     return starts + [size - tile]
 
 
+def tile_count(height: int, width: int, tile: int, overlap: int) -> int:
+    """How many tiles `blend_tiles` computes for an input of height x width pixels."""
+    return len(_starts(height, tile, tile - overlap)) * len(_starts(width, tile, tile - overlap))
+
+
 def _ramp(length: int, overlap: int, at_start: bool, at_end: bool, device, dtype) -> torch.Tensor:
     w = torch.ones(length, device=device, dtype=dtype)
     if overlap > 0:

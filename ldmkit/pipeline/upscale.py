@@ -14,6 +14,7 @@ gets exactly the image `pipe(condition=lr, seed=seed)` gives (for deterministic 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ from ldmkit.pipeline.conditions import image_tensor
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
-from ldmkit.pipeline.tiling import blend_tiles
+from ldmkit.pipeline.tiling import blend_tiles, tile_count
 
 
 def sr_factor(model: LatentDiffusion) -> int:
@@ -53,10 +54,11 @@ def _match_mean(out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = 50, sampler: str = "ddim", seed: int = 0,
                    guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
-                   color_fix: bool = True) -> torch.Tensor:
+                   color_fix: bool = True, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
     """lr (3, h, w) or (1, 3, h, w) in [-1, 1] -> (1, 3, factor h, factor w) in [-1, 1].
 
-    `tile` and `overlap` are in LR pixels (rounded down to multiples of `lr_multiple`)."""
+    `tile` and `overlap` are in LR pixels (rounded down to multiples of `lr_multiple`); `callback(info)`
+    gets every step's report (sampling/progress.py) of every tile, with "tile" (index) and "tiles"."""
     model = pipe.model
     factor, m = sr_factor(model), lr_multiple(model)
     lr = image_tensor(lr, "low-resolution image")[None].to(pipe.device)  # (1, 3, h, w)
@@ -68,13 +70,19 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = 50, sampler: s
     f = model.factor
     shape = model.latent_shape(height * factor, width * factor)  # (C, H factor / f, W factor / f)
     x_T = randn_like_per_sample((1, *shape), seeded_generators([seed]), "cpu", torch.float32)
+    tiles, done = tile_count(height, width, tile, overlap), []
+
+    def report(info: dict) -> None:
+        callback({**info, "tile": len(done), "tiles": tiles})
 
     def run(ys: slice, xs: slice) -> torch.Tensor:
         part = padded[:, :, ys, xs]  # (1, 3, th, tw)
         th, tw = part.shape[-2:]
         top, left = ys.start * factor // f, xs.start * factor // f  # in latent pixels
         noise = x_T[:, :, top:top + th * factor // f, left:left + tw * factor // f]
-        z = pipe.latents([seed], part, steps, sampler, guidance, eta, th * factor, tw * factor, x_T=noise)
+        z = pipe.latents([seed], part, steps, sampler, guidance, eta, th * factor, tw * factor, x_T=noise,
+                         callback=report if callback else None)
+        done.append(1)
         out = pipe.decode(z).float()  # (1, 3, th factor, tw factor)
         return _match_mean(out, part) if color_fix else out
 
@@ -87,11 +95,12 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = 50, sampler: s
 
 def upscale(pipe: Pipeline, image: Image.Image, steps: int = 50, sampler: str = "ddim", seed: int = 0,
             guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
-            color_fix: bool = True, inputs: dict | None = None) -> Image.Image:
+            color_fix: bool = True, inputs: dict | None = None,
+            callback: Callable[[dict], None] | None = None) -> Image.Image:
     """A PIL image upscaled `factor` times (transparency is flattened onto white first), carrying its
     generation parameters (pipeline/metadata.py; `inputs` describes where the input came from)."""
     lr = to_tensor(flatten_to_rgb(image))
-    out = to_pil(upscale_tensor(pipe, lr, steps, sampler, seed, guidance, eta, tile, overlap, color_fix)[0])
+    out = to_pil(upscale_tensor(pipe, lr, steps, sampler, seed, guidance, eta, tile, overlap, color_fix, callback)[0])
     params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": out.height,
               "width": out.width, "tile": tile, "overlap": overlap, "color_fix": color_fix}
     out.info[PNG_KEY] = image_metadata(pipe, params, [seed], 0, lr, task="upscale", inputs=inputs or {})

@@ -22,7 +22,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ldmkit.autoencoder.checkpoint import load_autoencoder
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.model import build_autoencoder
-from ldmkit.conditioning import Conditioning, ConditioningConfig
+from ldmkit.conditioning import ConditioningConfig
+from ldmkit.config import to_dict
 from ldmkit.data import DataConfig
 from ldmkit.data.conditions import batch_condition, batch_keys, needs_images
 from ldmkit.data.images import make_grid
@@ -30,18 +31,33 @@ from ldmkit.data.loader import fixed_batch
 from ldmkit.data.transforms import stream_generators
 from ldmkit.device import autocast
 from ldmkit.diffusion.schedule import DiffusionConfig
-from ldmkit.errors import ConfigError
+from ldmkit.errors import CheckpointError, ConfigError, LdmkitError
 from ldmkit.fast import for_training
+from ldmkit.lora.adapter import KIND as LORA_KIND
+from ldmkit.lora.adapter import adapter_tensors
+from ldmkit.lora.config import LoRAConfig
+from ldmkit.lora.layers import adapter_weights, add_lora, merge_lora
+from ldmkit.lora.targets import lora_targets
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
-from ldmkit.training.batches import CONDITION_STREAM, NOISE_STREAM, LatentBatches
+from ldmkit.training.batches import CONDITION_STREAM, LatentBatches
 from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.distributed import setup_distributed, teardown_distributed
 from ldmkit.training.ema import EMA
 from ldmkit.training.guard import NonFiniteGuard
+from ldmkit.training.init_from import (
+    InitConfig,
+    changed_keys,
+    check_class_names,
+    copy_init_weights,
+    load_init_model,
+    resolve_init_config,
+)
+from ldmkit.training.latent_cache import weights_digest
 from ldmkit.training.loop import TrainLoop
 from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
+from ldmkit.training.trained import TrainedParts, drop, load_trained, trained_state  # noqa: F401 (drop: re-exported)
 from ldmkit.unet.config import UNetConfig
 
 IDENTITY = "identity"
@@ -49,13 +65,16 @@ IDENTITY = "identity"
 
 @dataclass(frozen=True)
 class LDMRunConfig:
-    first_stage: str = IDENTITY  # an autoencoder checkpoint (file, checkpoint or run folder), or "identity"
+    init: InitConfig = field(default_factory=InitConfig)  # fine-tuning: the trained model to start from
+    first_stage: str = IDENTITY  # an autoencoder checkpoint (file, checkpoint or run folder), an LDM (its first
+    # stage), or "identity"
     scale_factor: float | None = None  # None: 1 / std of the training latents, measured once
     unet: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)  # rank > 0: train low-rank adapters of init.model only
     ema_decay: float = 0.9999
     latent_cache: bool = True  # encode the dataset once and train on the stored latents
     latent_cache_views: int = 4  # data.crop: random: crops cached per image (0: no cache, crop + encode each step)
@@ -66,49 +85,88 @@ class LDMRunConfig:
         if self.latent_cache_views < 0:
             raise ConfigError(f"config key 'latent_cache_views' must be 0 or more, got {self.latent_cache_views}; "
                               "it is the number of random crops cached per image (0: crop and encode every batch)")
+        if self.lora.enabled and self.init.model is None:
+            raise ConfigError("lora.rank: a LoRA adapts a trained model; give it with --init-from MODEL "
+                              "(init.model), or set lora.rank: 0 to train the whole model")
 
 
 def load_first_stage(spec: str, in_channels: int = 3) -> nn.Module:
     if spec == IDENTITY:
         return build_autoencoder(AutoencoderConfig(kind="identity", in_channels=in_channels))
-    return load_autoencoder(spec)
+    from ldmkit.checkpoint import resolve_model_file
+    from ldmkit.interop.foreign_models import find_diffusers_pipeline
+    from ldmkit.training.init_from import model_kind
+
+    if find_diffusers_pipeline(spec) is None and model_kind(resolve_model_file(spec)) != KIND:
+        return load_autoencoder(spec)
+    return load_init_model(InitConfig(model=spec)).first_stage  # an LDM: its first stage
 
 
-def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False) -> Path:
-    """Train (or resume) an LDM into `run_dir`; returns the final checkpoint folder (rank 0)."""
+def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False, given: set[str] | None = None,
+              source: LatentDiffusion | None = None) -> Path:
+    """Train (or resume) an LDM into `run_dir`; returns the final checkpoint folder (rank 0).
+
+    With `cfg.init.model` (fine-tuning), `given` names the config keys the user set (dotted, e.g.
+    "unet.model_channels"), which must agree with the model started from; None: the keys whose values
+    differ from LDMRunConfig's defaults. `source`: that model when the caller has loaded it already."""
     tc = cfg.train
     ctx = setup_distributed(tc.device)
     try:
-        return _train(cfg, Path(run_dir), resume, ctx)
+        return _train(cfg, Path(run_dir), resume, ctx, given, source)
     finally:
         teardown_distributed(ctx)
 
 
-def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
+def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] | None,
+           source: LatentDiffusion | None) -> Path:
     tc, device = cfg.train, ctx.device
     per_rank, rest = divmod(tc.batch_size, ctx.world_size * tc.grad_accum)
     if rest:
         raise ConfigError(f"train.batch_size {tc.batch_size} is not divisible by processes x train.grad_accum "
                           f"({ctx.world_size} x {tc.grad_accum}); set train.batch_size to a multiple of "
                           f"{ctx.world_size * tc.grad_accum} or change the number of processes")
+    if source is None and cfg.init.model:
+        try:
+            source = load_init_model(cfg.init)  # fine-tuning: the model to start from
+        except LdmkitError as err:
+            if not resume:
+                raise
+            raise CheckpointError(f"cannot resume {run_dir}: it started from {cfg.init.model}, which cannot be read "
+                                  f"now ({err}); put it back where it was") from err
+    if source is not None and not resume:
+        cfg = resolve_init_config(cfg, source.config, changed_keys(cfg, LDMRunConfig()) if given is None else given)
+    if cfg.lora.enabled:
+        lora_targets(source, cfg.lora)  # a clear error for targets the model lacks, before anything is written
     state = None
     if ctx.is_main:
-        run_dir, state = prepare_run(run_dir, cfg, resume, comparable=("first_stage", "unet", "diffusion",
-                                                                       "conditioning", "data"))
+        run_dir, state = prepare_run(run_dir, cfg, resume, comparable=("init", "first_stage", "unet", "diffusion",
+                                                                       "conditioning", "data", "lora"))
     ctx.barrier()
     if state is None and resume:
         state = _load_state(run_dir)
-    first_stage = load_first_stage(cfg.first_stage)
+    digest = weights_digest(source) if source is not None else None
+    if state is not None and state.get("init_digest") != digest:
+        raise CheckpointError(f"cannot resume {run_dir}: {cfg.init.model}, the model it started from, has changed "
+                              "since (its weights differ); put the original back to continue the run")
+    first_stage = source.first_stage if source is not None else load_first_stage(cfg.first_stage)
     batches = LatentBatches(cfg, first_stage, ctx, per_rank, needs_images(cfg.conditioning))  # (latent cache)
     if state and cfg.scale_factor is not None and cfg.scale_factor != state["scale_factor"]:
         raise ConfigError(f"cannot resume {run_dir} with scale_factor {cfg.scale_factor}: the run trains with "
                           f"{state['scale_factor']}; drop the override")
     scale = state["scale_factor"] if state else (cfg.scale_factor or batches.measured_scale())
     conditioning = with_class_names(cfg.conditioning, batches.dataset)
+    if source is not None:
+        check_class_names(conditioning, source.config, batches.dataset)
     model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, conditioning, scale, cfg.data.resolution)
     torch.manual_seed(tc.seed)
     model = LatentDiffusion(model_cfg)
-    model.first_stage.load_state_dict(first_stage.state_dict())
+    if source is not None:
+        copy_init_weights(model, source)
+    else:
+        model.first_stage.load_state_dict(first_stage.state_dict())
+    del source
+    if cfg.lora.enabled:
+        add_lora(model, cfg.lora)  # the model frozen, adapters on the targeted layers
     for_training(model).to(device).train()
     trainable = TrainedParts(model)
     ema = EMA(trainable, cfg.ema_decay)
@@ -117,7 +175,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     log = RunLogger(run_dir, enabled=ctx.is_main)
     start = 0
     if state is not None:
-        trainable.load_state_dict(state["trained"])
+        load_trained(trainable, state["trained"], cfg.lora.enabled)
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         restore_rng(state["rng"])
@@ -130,12 +188,16 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx) -> Path:
     def save(step: int) -> Path | None:
         if not ctx.is_main:
             return None
-        train_state = {"step": step, "trained": trainable.state_dict(), "ema": ema.state_dict(),
+        train_state = {"step": step, "trained": trained_state(trainable, cfg.lora.enabled), "ema": ema.state_dict(),
                        "opt": opt.state_dict(), "rng": rng_state(), "nonfinite": guard.total,
-                       "skipped_images": log.skipped_images, "scale_factor": scale, "train_seconds": loop.seconds}
-        ema_weights = dict(ema.shadow)
-        return save_run_checkpoint(run_dir, step, ldm_tensors(model, ema_weights), KIND, ldm_config_dict(model),
-                                   train_state, cfg, tc.keep_last)
+                       "skipped_images": log.skipped_images, "scale_factor": scale, "train_seconds": loop.seconds,
+                       "init_digest": digest}
+        if cfg.lora.enabled:  # the checkpoint's model file is the adapter alone, with the EMA weights
+            tensors, kind = adapter_tensors(adapter_weights(trainable, ema.shadow)), LORA_KIND
+            model_cfg = {"lora": to_dict(cfg.lora), "base": to_dict(cfg.init)}
+        else:
+            tensors, kind, model_cfg = ldm_tensors(model, dict(ema.shadow)), KIND, ldm_config_dict(model)
+        return save_run_checkpoint(run_dir, step, tensors, kind, model_cfg, train_state, cfg, tc.keep_last)
 
     last = None
     for step in loop:
@@ -203,36 +265,6 @@ def _load_state(run_dir: Path) -> dict:
     return load_state(latest_checkpoint(run_dir) / "state.pt")
 
 
-class TrainedParts(nn.Module):
-    """The trained modules (UNet + conditioner) with the loss as forward, for DDP to wrap."""
-
-    def __init__(self, model: LatentDiffusion):
-        super().__init__()
-        self.unet, self.conditioner = model.unet, model.conditioner
-        self._model = [model]  # not a submodule: the frozen first stage stays out of DDP and the EMA
-
-    def forward(self, z0: torch.Tensor, batch: dict, drop_prob: float) -> torch.Tensor:
-        """L_LDM of a micro-batch; every random draw of sample i derives from batch["seed"][i]."""
-        model = self._model[0]
-        seeds = [int(s) for s in batch["seed"]]
-        cond_generators = stream_generators(seeds, CONDITION_STREAM)
-        cond = model.condition(batch_condition(model.config.conditioning, batch, cond_generators))
-        if cond and drop_prob > 0:
-            keep = torch.stack([torch.rand((), generator=g) >= drop_prob for g in cond_generators]).to(z0.device)
-            cond = drop(cond, model.null_condition(len(seeds), z0.device), keep)
-        return model.loss(z0, cond, stream_generators(seeds, NOISE_STREAM))
-
-
-def drop(cond: Conditioning, null: Conditioning, keep: torch.Tensor) -> Conditioning:
-    """The condition with the null one in place of the samples where keep (B,) is False (classifier-free
-    guidance training); the null entries broadcast over the batch and the latent's size."""
-    out = {}
-    for name, value in cond.items():
-        mask = keep.view(-1, *([1] * (value.ndim - 1)))
-        out[name] = torch.where(mask, value, null[name].to(value.dtype).expand_as(value))
-    return out
-
-
 @torch.no_grad()
 def sample_grid(model: LatentDiffusion, ema: EMA, cfg: LDMRunConfig, device: torch.device, dataset=None):
     """A grid of samples from the EMA weights (DDIM, fixed seeds) for the logs.
@@ -242,6 +274,7 @@ def sample_grid(model: LatentDiffusion, ema: EMA, cfg: LDMRunConfig, device: tor
     show each sample followed in the grid by its reference image."""
     ema_model = copy.deepcopy(model).eval()
     ema.copy_to(TrainedParts(ema_model))
+    merge_lora(ema_model)  # (LoRA runs) adapters baked in: the Pipeline's fast path rewrites the layers
     pipe = Pipeline(ema_model, device)
     n, condition, references = cfg.sample_n, None, None
     if batch_keys(cfg.conditioning) and dataset is not None:

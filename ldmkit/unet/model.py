@@ -109,15 +109,7 @@ class UNet(nn.Module):
     ) -> torch.Tensor:
         """x (B, C, H, W) noisy latents; t (B,) DDPM timesteps, integer or fractional, or a scalar;
         context (B, N, context_dim) tokens; concat (B, in_channels - C, H, W) maps; y (B,) labels."""
-        t = check_inputs(self.config, x, t, context, concat, y, self.context_optional)
-        dtype = self.out[2].weight.dtype
-        h = x if concat is None else torch.cat([x, concat], dim=1)  # (B, in_channels, H, W)
-        h = h.to(dtype)
-        context = None if context is None else context.to(dtype)
-        emb = self.time_embed(timestep_embedding(t, self.config.model_channels).to(dtype))  # (B, 4 mc)
-        if y is not None:
-            emb = emb + self.label_emb(y)
-
+        h, emb, context = self.inputs(x, t, context, concat, y)
         skips = []
         for block in self.input_blocks:
             h = self._run(block, h, emb, context)
@@ -126,6 +118,19 @@ class UNet(nn.Module):
         for block in self.output_blocks:
             h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb, context)  # (B, C + C_skip, H', W')
         return self.out(h).to(x.dtype)  # (B, out_channels, H, W)
+
+    def inputs(self, x: torch.Tensor, t: torch.Tensor | float | int, context: torch.Tensor | None,
+               concat: torch.Tensor | None, y: torch.Tensor | None):
+        """The checked inputs of the blocks: h (B, in_channels, H, W), emb (B, 4 mc) and context, in the
+        weights' dtype."""
+        t = check_inputs(self.config, x, t, context, concat, y, self.context_optional)
+        dtype = self.out[2].weight.dtype
+        h = x if concat is None else torch.cat([x, concat], dim=1)  # (B, in_channels, H, W)
+        context = None if context is None else context.to(dtype)
+        emb = self.time_embed(timestep_embedding(t, self.config.model_channels).to(dtype))  # (B, 4 mc)
+        if y is not None:
+            emb = emb + self.label_emb(y)
+        return h.to(dtype), emb, context
 
     def _run(self, block: EmbedSequential, h: torch.Tensor, emb: torch.Tensor, context: torch.Tensor | None):
         if self.config.use_checkpoint and torch.is_grad_enabled():

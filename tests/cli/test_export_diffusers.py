@@ -39,3 +39,13 @@ def test_models_with_conditioner_weights_are_refused(tmp_path):
     model = LatentDiffusion(cfg)
     save_model_file(tmp_path / "model.safetensors", ldm_tensors(model), KIND, ldm_config_dict(model))
     assert main(["export-diffusers", str(tmp_path / "model.safetensors"), "--out", str(tmp_path / "out")]) == 2
+
+
+@pytest.mark.parametrize("kind", ["class", "text", "layout", "semantic", "low_res", "inpaint"])
+def test_conditional_models_diffusers_cannot_run_are_refused_with_the_reason(kind, tiny_models, tmp_path, capsys):
+    """Refused at export, not when diffusers samples: only unconditional, CLIP text (StableDiffusionPipeline)
+    and LDMSuperResolutionPipeline models export."""
+    assert main(["export-diffusers", tiny_models[kind], "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the '{kind}' conditioner cannot be exported to diffusers: " in err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

@@ -1,10 +1,9 @@
 """Stable Diffusion v1 (FrozenCLIPEmbedder): the CLIP text encoder through the optional `transformers`.
 
 Skipped when transformers is not installed (it is the optional extra ldmkit[clip]). A tiny random
-CLIPTextModel and a tiny BPE tokenizer are written to a local folder; nothing is downloaded.
+CLIPTextModel and a tiny BPE tokenizer are written to a local folder (`clip_folder`, conftest.py);
+nothing is downloaded.
 """
-
-import json
 
 import pytest
 import torch
@@ -21,28 +20,6 @@ from ldmkit.interop.compvis_weights import to_compvis  # noqa: E402
 from ldmkit.pipeline.model import LatentDiffusion  # noqa: E402
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def clip_folder(tmp_path_factory):
-    """A CLIP text model (width 32, 2 layers) with random weights and a 35-entry BPE tokenizer."""
-    folder = tmp_path_factory.mktemp("clip")
-    letters = list("acdeglioprt")
-    vocab = letters + [c + "</w>" for c in letters] + ["ca", "cat</w>", "re", "red</w>", "ap", "app", "appl",
-                                                        "apple</w>", "do", "dog</w>", "<unk>", "<|startoftext|>",
-                                                        "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\nc a\nca t</w>\nr e\nre d</w>\na p\nap p\napp l\nappl e</w>\n"
-                                       "d o\ndo g</w>\n")
-    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    tokenizer.save_pretrained(str(folder))
-    config = transformers.CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-                                         bos_token_id=len(vocab) - 2, eos_token_id=len(vocab) - 1,
-                                         pad_token_id=len(vocab) - 1)
-    torch.manual_seed(0)
-    transformers.CLIPTextModel(config).save_pretrained(str(folder))
-    return folder
 
 
 def reference(folder, prompts, model=None):

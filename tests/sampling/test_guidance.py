@@ -87,3 +87,25 @@ def test_guided_sampling_at_scale_one_equals_conditional_sampling(ldm_schedule):
     torch.testing.assert_close(guided, plain, rtol=0, atol=1e-5)
     stronger = sample("ddim", classifier_free_guidance(unet, cond, uncond, 5.0), x_T, ldm_schedule, 10)
     assert (stronger - plain).abs().max() > 1e-2
+
+
+def test_guidance_in_an_interval_runs_one_conditional_call_outside_it():
+    from ldmkit.diffusion.schedule import DiffusionConfig, Schedule
+    from ldmkit.sampling.guidance import in_interval
+
+    schedule = Schedule.from_config(DiffusionConfig())
+    calls = []
+
+    def unet(x, t, context=None):
+        calls.append(x.shape[0])
+        return x * context.mean(dim=(1, 2))[:, None]  # (B, 3): each sample scaled by its own context
+
+    cond, uncond = {"context": torch.ones(2, 1, 4)}, {"context": torch.zeros(1, 1, 4)}
+    guide_at = in_interval(schedule, 0.5, 2.0)
+    model = classifier_free_guidance(unet, cond, uncond, 3.0, guide_at=guide_at)
+    x = torch.ones(2, 3)
+    sigma = schedule.sigmas  # (T,) float64, increasing
+    inside = int((sigma > 0.5).nonzero()[0])  # the first timestep whose sigma is above 0.5
+    outside = int((sigma > 2.0).nonzero()[0])
+    assert torch.equal(model(x, torch.full((2,), inside)), x * 3.0) and calls == [4]  # [uncond; cond], guided
+    assert torch.equal(model(x, torch.full((2,), outside)), x) and calls == [4, 2]  # the conditional call alone

@@ -1,0 +1,115 @@
+"""Stable Diffusion's text components in a diffusers pipeline folder <-> ldmkit's "clip" text conditioner.
+
+    text_encoder/   transformers CLIPTextModel: config.json + model.safetensors (or pytorch_model.bin)
+    tokenizer/      transformers CLIPTokenizer: vocab.json + merges.txt and/or tokenizer.json, tokenizer_config.json
+
+On import the two folders become a TextConfig(encoder="clip") with their absolute paths as
+weights_path / vocab_path; embed_dim is the text model's hidden_size (= the UNet's
+cross_attention_dim) and max_tokens the tokenizer's model_max_length, or the text model's
+max_position_embeddings (77 for SD) when the tokenizer leaves it unset (transformers then writes
+~1e30). The weights are read here by name (`text_encoder_tensors`), so a text encoder that does
+not fit is an error, not a silently random layer. Reading the configs needs no `transformers`;
+building the conditioner does (the optional extra ldmkit[clip]). On export the text model is saved
+by transformers itself (`ClipText.save_text_encoder`) and the tokenizer files are copied, with
+model_max_length set to the conditioner's max_tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ldmkit.conditioning import ConditioningConfig
+from ldmkit.conditioning.sections import TextConfig
+from ldmkit.errors import CheckpointError
+from ldmkit.interop.tensor_files import read_state_dict
+
+COMPONENTS = ("text_encoder", "tokenizer")
+CLASSES = {"text_encoder": ("CLIPTextModel",), "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast")}
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+UNSET_LENGTH = 10**6  # transformers' "no limit" model_max_length is int(1e30)
+CONDITIONER_PREFIX = "transformer.text_model."  # ClipText's names for the text model's tensors
+TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not a readable JSON file ({err})") from err
+
+
+def text_conditioning(path: Path, index: dict) -> ConditioningConfig | None:
+    """The frozen CLIP text conditioning of the pipeline folder `path` (None when it has no text encoder)."""
+    given = [name for name in COMPONENTS if isinstance(index.get(name), list) and index[name][:1] != [None]]
+    if not given:
+        return None
+    if len(given) == 1:
+        missing = ({*COMPONENTS} - {*given}).pop()
+        raise CheckpointError(f"{path} has a {given[0]} but no {missing}; a Stable Diffusion folder needs both")
+    for name in COMPONENTS:
+        class_name = index[name][-1]
+        if class_name not in CLASSES[name]:
+            raise CheckpointError(f"{path}: its {name} is a {class_name}; ldmkit reads {' or '.join(CLASSES[name])} "
+                                  "(Stable Diffusion 1 and 2)")
+    encoder, tokenizer = (path / name for name in COMPONENTS)
+    config = _read_json(encoder / "config.json")
+    tokenizer_config = tokenizer / "tokenizer_config.json"
+    length = _read_json(tokenizer_config).get("model_max_length") if tokenizer_config.is_file() else None
+    positions = config.get("max_position_embeddings", 77)
+    length = positions if length is None or length >= UNSET_LENGTH else int(length)
+    if length > positions:
+        raise CheckpointError(f"{tokenizer_config}: model_max_length {length} is more than the text encoder's "
+                              f"{positions} positions; set it to {positions}")
+    text = TextConfig(encoder="clip", embed_dim=config.get("hidden_size", 512), max_tokens=length,
+                      weights_path=str(encoder.resolve()), vocab_path=str(tokenizer.resolve()))
+    return ConditioningConfig(kind="text", drop_prob=0.0, trainable=False, text=text)
+
+
+def text_encoder_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    """The CLIPTextModel weights in `folder`, named as the clip conditioner's state dict."""
+    found = [folder / name for name in WEIGHTS if (folder / name).is_file()]
+    if not found:
+        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        raise CheckpointError(f"{folder} has no {' or '.join(WEIGHTS)}; it holds {present}. Sharded or variant "
+                              "(fp16) weights: save the text encoder again with transformers' save_pretrained()")
+    tensors = {}
+    for key, value in read_state_dict(found[0]).items():
+        key = key.removeprefix("text_model.")  # transformers 4 nests the text model, 5 does not
+        if key != "embeddings.position_ids":  # a constant buffer older transformers saved
+            tensors[CONDITIONER_PREFIX + key] = value
+    return tensors
+
+
+def copy_tokenizer(source: Path, out: Path, max_tokens: int) -> None:
+    """The CLIP tokenizer files of `source` in `out`, its tokenizer_config.json's model_max_length set to
+    `max_tokens` (what diffusers pads prompts to). Copied, not re-saved: vocab.json + merges.txt stay
+    readable by transformers 4 and 5 alike."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file() and name != "tokenizer_config.json":
+            shutil.copyfile(source / name, out / name)
+    config = _read_json(source / "tokenizer_config.json") if (source / "tokenizer_config.json").is_file() else {}
+    config.update(model_max_length=max_tokens)
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def save_text_components(conditioner, text: TextConfig, out: Path) -> None:
+    """A clip conditioner as a pipeline's text_encoder/ (CLIPTextModel) and tokenizer/ (CLIPTokenizer)."""
+    conditioner.save_text_encoder(out / "text_encoder")
+    copy_tokenizer(Path(text.vocab_path or text.weights_path), out / "tokenizer", text.max_tokens)
+
+
+def standalone_text(text: TextConfig, out: Path) -> TextConfig:
+    """`text` with copies of its CLIP config.json and tokenizer files in out/text_encoder and out/tokenizer
+    (the weights travel in the model file), so that a converted model does not need the folder it came from."""
+    encoder, tokenizer = out.resolve() / "text_encoder", out.resolve() / "tokenizer"
+    encoder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(text.weights_path) / "config.json", encoder / "config.json")
+    copy_tokenizer(Path(text.vocab_path or text.weights_path), tokenizer, text.max_tokens)
+    return dataclasses.replace(text, weights_path=str(encoder), vocab_path=str(tokenizer))
