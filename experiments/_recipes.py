@@ -42,6 +42,17 @@ RECIPES: dict[str, list[str]] = {
     "ema9995": [*BASE, *COSINE, "train.lr=1.0e-3", "ema_decay=0.9995"],
     "ema99": [*BASE, *COSINE, "train.lr=1.0e-3", "ema_decay=0.99"],
     "lr2e-3": [*BASE, *COSINE, "train.lr=2.0e-3"],
+    "lognormal": [*BASE, "diffusion.timestep_sampling=lognormal"],
+    "lognormal-v": [*BASE, "diffusion.timestep_sampling=lognormal", "diffusion.prediction=v"],
+    "minsnr-const": [*BASE, "diffusion.min_snr_gamma=5.0"],
+    "v-const": [*BASE, "diffusion.prediction=v"],
+    "small-fast": [*BASE, "unet.model_channels=48", "unet.num_head_channels=16", "unet.attention_resolutions=[4]"],
+    "minsnr-small": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0", "unet.model_channels=48",
+                     "unet.num_head_channels=16", "unet.attention_resolutions=[4]"],
+    "minsnr-bs64": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0", "train.batch_size=64"],
+    "minsnr-wide": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0", "unet.model_channels=96"],
+    "minsnr-lognormal": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0",
+                         "diffusion.timestep_sampling=lognormal"],
 }
 
 

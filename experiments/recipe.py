@@ -8,7 +8,9 @@ of the same first stage, for the same training time. The time is made equal in s
 does not depend on what else the machine does while it trains: each recipe first trains
 --probe-steps steps to measure its own images/s (a quiet machine is assumed for that minute), and
 then trains minutes x 60 x images/s / batch steps from scratch (its cosine schedule, if any, spans
-exactly those). Each trained model is then scored with one fixed protocol: `ldmkit eval RUN
+exactly those). Recipes that differ only in what does not change the cost of a step (learning rate,
+schedule, prediction, loss weighting, EMA) share one probe, so they train for the same steps.
+Each trained model is then scored with one fixed protocol: `ldmkit eval RUN
 --n 200 --sampler ddpm --steps 200 --seed 0` (FD-EffNet etc. against the 3540 training images).
 
 The "diffusers" recipe is what a user of diffusers' `train_unconditional` example gets on the same
@@ -23,6 +25,7 @@ Results: a Markdown table and RUNS/recipes.json (one row per recipe, appended).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -46,7 +49,7 @@ def run_ldmkit(name: str, overrides: list[str], args) -> tuple[Path, float]:
     """Train recipe `name` for the budget (in steps from its measured images/s); (run folder, img/s)."""
     base = [f"first_stage={args.first_stage}", *overrides, f"train.ckpt_every={NEVER}", f"train.image_every={NEVER}",
             "train.log_every=10"]
-    run, probe = Path(args.runs) / name, Path(args.runs) / f"{name}-probe"
+    run, probe = Path(args.runs) / name, Path(args.runs) / f"probe-{compute_key(overrides)}"
     if (run / "budget.json").is_file() and latest_checkpoint(run) is not None:
         return run, json.loads((run / "budget.json").read_text())["images_per_second"]
     if latest_checkpoint(probe) is None:
@@ -62,6 +65,13 @@ def run_ldmkit(name: str, overrides: list[str], args) -> tuple[Path, float]:
     return run, rate
 
 
+def compute_key(overrides: list[str]) -> str:
+    """What decides a recipe's images/s (the UNet, batch size and precision): recipes that agree on it share
+    one throughput probe, so they train for the same number of steps."""
+    keys = sorted(o for o in overrides if o.startswith(("unet.", "train.batch_size=", "train.precision=")))
+    return hashlib.sha1("\n".join(keys).encode()).hexdigest()[:10]
+
+
 def sets(overrides: list[str]) -> list[str]:
     return [part for o in overrides for part in ("--set", o)]
 
@@ -75,7 +85,7 @@ def evaluate(run: Path, args) -> dict:
     out = run / "eval-protocol"
     if not (out / "metrics.json").is_file():
         check(ldmkit(["eval", str(run), "--n", str(args.fd_samples), "--sampler", "ddpm", "--steps", "200",
-                      "--seed", "0", "--out", str(out)]))
+                      "--batch-size", "50", "--seed", "0", "--out", str(out)]))
     return json.loads((out / "metrics.json").read_text())
 
 

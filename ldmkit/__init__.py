@@ -24,22 +24,20 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     (`ldmkit.fast`). `lora`: LoRA adapters merged into the weights first, a path or a list of paths and
     (path, weight) pairs: ldmkit LoRA runs or files, kohya / diffusers LoRA files (`ldmkit.lora`).
     """
+    from pathlib import Path
+
     import torch
 
-    from ldmkit.checkpoint import resolve_model_file
     from ldmkit.device import pick_device
-    from ldmkit.interop.foreign_models import load_foreign
-    from ldmkit.lora.files import apply_adapters, as_specs, refuse_adapter
-    from ldmkit.pipeline import Pipeline, load_ldm
+    from ldmkit.interop.foreign_models import load_any_ldm
+    from ldmkit.lora.files import apply_adapters, as_specs
+    from ldmkit.pipeline import Pipeline
 
     specs = as_specs(lora)
-    found = load_foreign(path, config, use_ema=use_ema, text_encoder=text_encoder)
-    if found is None:
-        source = resolve_model_file(path)
-        refuse_adapter(source, path)
-        model = load_ldm(source, use_ema=use_ema)
-    else:
-        model, source = found
+    model, source = load_any_ldm(path, config, use_ema, text_encoder)
     apply_adapters(model, specs)  # before the Pipeline: its fast path rewrites the layers
-    return Pipeline(model, pick_device(device), source=str(source), use_ema=use_ema,
+    pipe = Pipeline(model, pick_device(device), source=str(source), use_ema=use_ema,
                     dtype=torch.float32 if dtype is None else dtype, compile=compile)
+    pipe.load_options = {"config": None if config is None else str(Path(config).resolve()),
+                         "text_encoder": None if text_encoder is None else str(Path(text_encoder).resolve())}
+    return pipe

@@ -72,7 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"ldmkit {args.command}: error: {describe(err)}", file=sys.stderr)
-        return EXIT_BAD_INPUT if isinstance(err, (LdmkitError, OSError, MemoryError)) else EXIT_BUG
+        return EXIT_BAD_INPUT if isinstance(err, (LdmkitError, OSError, *OUT_OF_MEMORY)) else EXIT_BUG
+
+
+def _out_of_memory() -> tuple[type, ...]:
+    import torch  # (imported by every command that can run out of memory anyway)
+
+    return (MemoryError, torch.OutOfMemoryError)
+
+
+OUT_OF_MEMORY = _out_of_memory()
 
 
 def describe(err: Exception) -> str:
@@ -88,7 +97,7 @@ def describe(err: Exception) -> str:
         return f"no such file or folder: {err.filename or err}; check the path"
     if isinstance(err, OSError):
         return f"{err.strerror or err}{': ' + str(err.filename) if err.filename else ''}; check the path and the disk"
-    if isinstance(err, MemoryError):
+    if isinstance(err, OUT_OF_MEMORY):
         return "out of memory; use a smaller --batch-size or image size"
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return (f"unexpected {type(err).__name__}: {text}; this is a bug in ldmkit: rerun with --debug for the "

@@ -10,8 +10,6 @@ from typing import Any
 from ldmkit.config import load_config
 from ldmkit.errors import ConfigError
 
-SAMPLER_NAMES = "ddim, plms, ddpm, euler, euler_a, heun, dpmpp_2m"
-
 
 def add_config_arguments(p: argparse.ArgumentParser, example: str) -> None:
     p.add_argument("config", nargs="?", help=f"YAML config, e.g. {example} (default with --resume: the run's own)")
@@ -50,7 +48,9 @@ def add_lora_argument(p: argparse.ArgumentParser) -> None:
 
 def add_sampling_arguments(p: argparse.ArgumentParser, steps: int = 50, sampler: str = "ddim") -> None:
     p.add_argument("--steps", type=int, default=steps, help="sampling steps (default: %(default)s)")
-    p.add_argument("--sampler", default=sampler, help=f"{SAMPLER_NAMES} (default: %(default)s)")
+    from ldmkit.sampling import SAMPLERS
+
+    p.add_argument("--sampler", default=sampler, help=f"{', '.join(SAMPLERS)} (default: %(default)s)")
     p.add_argument("--eta", type=float, help="DDIM / Euler-ancestral noise (DDIM default 0)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1: off)")
     p.add_argument("--seed", type=int, default=0, help="image i gets seed + i")
@@ -71,14 +71,14 @@ def shortcut_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"karras": args.karras, "guidance_interval": interval, "cache_interval": args.cache_interval}
 
 
-def load_model(args: argparse.Namespace, path: str, device: str | None = None):
+def load_model(args: argparse.Namespace, path: str, device: str | None = None, dtype=None):
     """The Pipeline of the model at `path` with the command's loading options (and --lora adapters)."""
     import ldmkit
     from ldmkit.lora import parse_spec
 
     lora = [parse_spec(text) for text in getattr(args, "lora", None) or []]
     return ldmkit.load(path, device=device or args.device, use_ema=not args.no_ema, config=args.config,
-                       text_encoder=args.text_encoder, lora=lora)
+                       text_encoder=args.text_encoder, lora=lora, dtype=dtype)
 
 
 def sampling_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,32 +11,32 @@ from __future__ import annotations
 
 import argparse
 
-FORMATS = ("kohya", "diffusers", "ldmkit")  # (ldmkit/interop/lora_formats.py)
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("base", help="the model the adapter was made for (ldmkit run or file, CompVis "
                                 ".ckpt/.safetensors with --config, diffusers folder)")
     p.add_argument("lora", help="the adapter: an ldmkit LoRA run or file, a kohya or diffusers .safetensors")
-    p.add_argument("--format", required=True, choices=FORMATS, help="the format to write")
+    p.add_argument("--format", required=True, help="the format to write: kohya, diffusers or ldmkit")
     p.add_argument("--out", required=True, help="the .safetensors file to write")
     p.add_argument("--config", help="the original YAML when BASE is a CompVis .ckpt/.safetensors")
     p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
-    p.add_argument("--no-ema", action="store_true", default=False, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ldmkit.cli.merge_lora import load_base
     from ldmkit.errors import ConfigError
+    from ldmkit.interop.foreign_models import load_any_ldm
+    from ldmkit.interop.lora_formats import FORMATS
     from ldmkit.lora.adapter import apply_adapter
     from ldmkit.lora.files import adapter_info, read_adapter, write_adapter
 
+    if args.format not in FORMATS:
+        raise ConfigError(f"--format {args.format!r} is unknown; choose one of {', '.join(FORMATS)}")
     out = Path(args.out)
     if out.suffix != ".safetensors" or out.is_dir():
         raise ConfigError(f"--out {out}: give a .safetensors file to write")
-    model, _ = load_base(args)
+    model, _ = load_any_ldm(args.base, args.config, text_encoder=args.text_encoder)  # (its layer names and shapes)
     adapter = read_adapter(args.lora, model)
     apply_adapter(model, adapter, 0.0, source=f"LoRA {args.lora}")  # shapes checked against BASE
     write_adapter(out, adapter, model, args.format, config=adapter_info(args.lora))

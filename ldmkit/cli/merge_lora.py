@@ -24,17 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_base(args: argparse.Namespace):
     """BASE as a LatentDiffusion (not a Pipeline: its weights stay as stored) and the file or folder it came from."""
-    from ldmkit.checkpoint import resolve_model_file
-    from ldmkit.interop.foreign_models import load_foreign
-    from ldmkit.lora.files import refuse_adapter
-    from ldmkit.pipeline import load_ldm
+    from ldmkit.interop.foreign_models import load_any_ldm
 
-    found = load_foreign(args.base, args.config, use_ema=not args.no_ema, text_encoder=args.text_encoder)
-    if found is not None:
-        return found
-    source = resolve_model_file(args.base)
-    refuse_adapter(source, args.base)
-    return load_ldm(source, use_ema=not args.no_ema), source
+    return load_any_ldm(args.base, args.config, not args.no_ema, args.text_encoder)
 
 
 def run(args: argparse.Namespace) -> int:

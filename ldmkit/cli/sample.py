@@ -110,6 +110,8 @@ def write_images(images: list, out, seed: int) -> None:
 
 def regenerate(args: argparse.Namespace) -> int:
     """The image a PNG's parameters describe, drawn again in the batch it was drawn in."""
+    import torch
+
     from ldmkit.errors import ConfigError
     from ldmkit.pipeline import read_params, save_png
     from ldmkit.pipeline.metadata import check_checkpoint, from_json, recorded_input
@@ -128,7 +130,9 @@ def regenerate(args: argparse.Namespace) -> int:
     check_checkpoint(params)
     args.no_ema = not params["use_ema"]
     args.lora = recorded_lora(params)
-    pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device)
+    args.config, args.text_encoder = params.get("config"), params.get("text_encoder")  # a CompVis / SD checkpoint's
+    pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device,
+                      dtype=getattr(torch, params.get("dtype", "float32")))
     seeds, index = params["batch_seeds"], params["batch_index"]
     # its own condition in every slot of a batch of the same size: an image depends only on its seed and
     # condition, and the same batch size keeps even the kernels' rounding the same
@@ -180,14 +184,9 @@ def recorded_lora(params: dict) -> list[str]:
 
 def check_condition_flags(args: argparse.Namespace, cfg) -> None:
     """A condition flag for another kind of model is an error that says what this model takes."""
-    from ldmkit.errors import ConfigError
-    from ldmkit.pipeline.conditions import accepts
+    from ldmkit.pipeline.conditions import check_kinds
 
-    for flag, (dest, kind) in FLAG_KINDS.items():
-        if getattr(args, dest) and kind not in cfg.kinds:
-            model = f"a '{cfg.kind}' model" if cfg.kinds else "an unconditional model"
-            raise ConfigError(f"{flag} is for {kind} models, but this is {model}: it takes {accepts(cfg)}; drop "
-                              f"{flag}")
+    check_kinds(cfg, {flag: kind for flag, (dest, kind) in FLAG_KINDS.items() if getattr(args, dest)})
 
 
 def cli_condition(args: argparse.Namespace):

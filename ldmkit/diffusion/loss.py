@@ -60,6 +60,17 @@ def loss_per_sample(
     return loss
 
 
+def lognormal_timesteps(schedule: Schedule, batch: int, generator: RandomSource, mean: float, std: float,
+                        device: torch.device | str) -> torch.Tensor:
+    """(B,) timesteps whose noise levels sigma follow log sigma ~ N(mean, std^2) (EDM's training
+    distribution), each the timestep of the nearest sigma in log space."""
+    log_sigma = mean + std * randn_from((batch,), generator, "cpu", torch.float64)  # (B,)
+    table = schedule.sigmas.log()  # (T,) increasing
+    t = torch.searchsorted(table, log_sigma).clamp(1, len(table) - 1)  # the level above, or the last one
+    nearer_below = (log_sigma - table[t - 1]) < (table[t] - log_sigma)
+    return (t - nearer_below.long()).to(device)
+
+
 def diffusion_loss(
     model: Model,
     x0: torch.Tensor,
@@ -67,12 +78,17 @@ def diffusion_loss(
     generator: RandomSource,
     prediction: Prediction = "eps",
     min_snr_gamma: float | None = None,
+    lognormal: tuple[float, float] | None = None,
 ) -> torch.Tensor:
-    """Scalar loss with t ~ U{0, ..., T-1} and eps ~ N(0, I) drawn from `generator`.
+    """Scalar loss with t ~ U{0, ..., T-1} (or `lognormal` (mean, std) in log sigma) and eps ~ N(0, I)
+    drawn from `generator`.
 
     `generator` is one torch.Generator for the batch, or a list with one per sample (then sample i's
     t and noise come from generators[i] alone). t is drawn first, then the noise.
     """
-    t = randint_from(schedule.num_timesteps, x0.shape[0], generator, x0.device)  # (B,)
+    if lognormal is None:
+        t = randint_from(schedule.num_timesteps, x0.shape[0], generator, x0.device)  # (B,)
+    else:
+        t = lognormal_timesteps(schedule, x0.shape[0], generator, *lognormal, x0.device)  # (B,)
     noise = randn_from(x0.shape, generator, x0.device, x0.dtype)  # (B, ...)
     return loss_per_sample(model, x0, t, noise, schedule, prediction, min_snr_gamma).mean()

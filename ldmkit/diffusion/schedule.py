@@ -59,6 +59,11 @@ class DiffusionConfig:
     min_snr_gamma: float | None = None
     timestep_spacing: Literal["leading", "trailing", "linspace", "uniform"] = "leading"
     steps_offset: int = 1
+    # The training distribution of noise levels: "uniform" over the T timesteps (the paper's), or "lognormal":
+    # log sigma ~ N(lognormal_mean, lognormal_std^2), as EDM draws it, taken at the nearest timestep.
+    timestep_sampling: Literal["uniform", "lognormal"] = "uniform"
+    lognormal_mean: float = -0.5  # EDM's -1.2 for data of std 0.5; latents here have std 1: -1.2 + log 2
+    lognormal_std: float = 1.2
 
     def __post_init__(self) -> None:
         if self.schedule not in ("scaled_linear", "linear", "cosine"):
@@ -79,6 +84,11 @@ class DiffusionConfig:
         if self.timestep_spacing not in ("leading", "trailing", "linspace", "uniform"):
             raise ConfigError(f"diffusion timestep_spacing {self.timestep_spacing!r} is unknown; use leading, "
                               "trailing, linspace or uniform")
+        if self.timestep_sampling not in ("uniform", "lognormal"):
+            raise ConfigError(f"diffusion timestep_sampling {self.timestep_sampling!r} is unknown; use uniform or "
+                              "lognormal")
+        if self.lognormal_std <= 0:
+            raise ConfigError(f"diffusion lognormal_std must be positive, got {self.lognormal_std}")
         if not 0 <= self.steps_offset < self.timesteps:
             raise ConfigError(f"diffusion steps_offset must be in [0, {self.timesteps}), got {self.steps_offset}")
 

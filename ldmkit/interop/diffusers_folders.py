@@ -46,7 +46,7 @@ from ldmkit.interop import diffusers_autoencoder as ae
 from ldmkit.interop import diffusers_text, diffusers_unet
 from ldmkit.interop.diffusers_pipelines import pipeline_class, super_resolution
 from ldmkit.interop.diffusers_scheduler import diffusion_config_from_scheduler, scheduler_config, training_equivalent
-from ldmkit.interop.tensor_files import read_state_dict
+from ldmkit.interop.tensor_files import read_json, read_state_dict
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 from ldmkit.unet.model import UNet
 from ldmkit.version import __version__
@@ -73,13 +73,6 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} is not a readable JSON file ({err})") from err
-
-
 # ---- single model and scheduler folders --------------------------------------------------------
 
 def save_model_folder(out: str | Path, class_name: str, config: dict, tensors: dict[str, torch.Tensor]) -> None:
@@ -96,7 +89,7 @@ def read_model_folder(path: str | Path) -> tuple[str, dict, dict[str, torch.Tens
     path = Path(path)
     if not (path / CONFIG).is_file():
         raise CheckpointError(f"{path} is not a diffusers model folder: it has no {CONFIG}")
-    config = _read_json(path / CONFIG)
+    config = read_json(path / CONFIG)
     if (path / WEIGHTS).is_file():
         tensors = read_state_dict(path / WEIGHTS)
     elif (path / WEIGHTS_BIN).is_file():  # a pickle: weights_only, see tensor_files.py
@@ -150,7 +143,7 @@ def load_scheduler_folder(path: str | Path) -> DiffusionConfig:
     path = Path(path)
     if not (path / SCHEDULER_CONFIG).is_file():
         raise CheckpointError(f"{path} is not a diffusers scheduler folder: it has no {SCHEDULER_CONFIG}")
-    return diffusion_config_from_scheduler(_read_json(path / SCHEDULER_CONFIG))
+    return diffusion_config_from_scheduler(read_json(path / SCHEDULER_CONFIG))
 
 
 # ---- pipeline folders <-> LatentDiffusion ------------------------------------------------------
@@ -276,7 +269,7 @@ def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | N
         single = (path / CONFIG).is_file()
         hint = " (a single model folder: use load_unet_folder / load_autoencoder_folder)" if single else ""
         raise CheckpointError(f"{path} is not a diffusers pipeline folder: it has no {INDEX}{hint}")
-    index = _read_json(path / INDEX)
+    index = read_json(path / INDEX)
     components = _components(path, index)
     unet_class, unet_config, unet_tensors = read_model_folder(path / "unet")
     unet_cfg = diffusers_unet.config_from_diffusers(unet_class, unet_config)
@@ -295,7 +288,7 @@ def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | N
                     unet_cfg.sample_size * stage_cfg.downsample_factor)
     if (path / LDMKIT_CONFIG).is_file():
         try:
-            saved = from_dict(LDMConfig, _read_json(path / LDMKIT_CONFIG).get("config"))
+            saved = from_dict(LDMConfig, read_json(path / LDMKIT_CONFIG).get("config"))
         except ConfigError as err:
             raise CheckpointError(f"{path / LDMKIT_CONFIG} does not fit this ldmkit version: {err}") from err
         _check_saved(path, saved, cfg)

@@ -26,7 +26,7 @@ import torch
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.conditioning.sections import TextConfig
 from ldmkit.errors import CheckpointError
-from ldmkit.interop.tensor_files import read_state_dict
+from ldmkit.interop.tensor_files import read_json, read_state_dict
 
 COMPONENTS = ("text_encoder", "tokenizer")
 CLASSES = {"text_encoder": ("CLIPTextModel",), "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast")}
@@ -35,13 +35,6 @@ UNSET_LENGTH = 10**6  # transformers' "no limit" model_max_length is int(1e30)
 CONDITIONER_PREFIX = "transformer.text_model."  # ClipText's names for the text model's tensors
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} is not a readable JSON file ({err})") from err
 
 
 def text_conditioning(path: Path, index: dict) -> ConditioningConfig | None:
@@ -58,9 +51,9 @@ def text_conditioning(path: Path, index: dict) -> ConditioningConfig | None:
             raise CheckpointError(f"{path}: its {name} is a {class_name}; ldmkit reads {' or '.join(CLASSES[name])} "
                                   "(Stable Diffusion 1 and 2)")
     encoder, tokenizer = (path / name for name in COMPONENTS)
-    config = _read_json(encoder / "config.json")
+    config = read_json(encoder / "config.json")
     tokenizer_config = tokenizer / "tokenizer_config.json"
-    length = _read_json(tokenizer_config).get("model_max_length") if tokenizer_config.is_file() else None
+    length = read_json(tokenizer_config).get("model_max_length") if tokenizer_config.is_file() else None
     positions = config.get("max_position_embeddings", 77)
     length = positions if length is None or length >= UNSET_LENGTH else int(length)
     if length > positions:
@@ -94,7 +87,7 @@ def copy_tokenizer(source: Path, out: Path, max_tokens: int) -> None:
     for name in TOKENIZER_FILES:
         if (source / name).is_file() and name != "tokenizer_config.json":
             shutil.copyfile(source / name, out / name)
-    config = _read_json(source / "tokenizer_config.json") if (source / "tokenizer_config.json").is_file() else {}
+    config = read_json(source / "tokenizer_config.json") if (source / "tokenizer_config.json").is_file() else {}
     config.update(model_max_length=max_tokens)
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
 

@@ -34,7 +34,10 @@ def find_diffusers_pipeline(path: str | Path) -> Path | None:
     return path if path.is_dir() and (path / INDEX).is_file() else None
 
 
-def _check_diffusers_options(folder: Path, config, text_encoder) -> None:
+def _check_diffusers_options(folder: Path, config, text_encoder, use_ema: bool = True) -> None:
+    if not use_ema:
+        raise ConfigError(f"{folder} is a diffusers pipeline folder, which holds one set of weights; --no-ema / "
+                          "use_ema=False chooses between the raw and EMA weights of ldmkit and CompVis files: drop it")
     if config is not None:
         raise ConfigError(f"{folder} is a diffusers pipeline folder, which carries its own configs; --config / "
                           "config= is for the YAML of an original CompVis checkpoint: drop it")
@@ -49,16 +52,37 @@ def load_foreign(path: str | Path, config: str | Path | None = None, use_ema: bo
     """(model in eval mode, the file or folder it came from) for a CompVis pair or a diffusers pipeline
     folder; None when `path` is an ldmkit model file, checkpoint or run folder.
 
-    use_ema: CompVis checkpoints only (diffusers folders hold one set of weights).
+    use_ema: CompVis checkpoints only (diffusers folders hold one set of weights: False is refused).
     """
     folder = find_diffusers_pipeline(path)
     if folder is not None:
-        _check_diffusers_options(folder, config, text_encoder)
+        _check_diffusers_options(folder, config, text_encoder, use_ema)
         return load_diffusers_folder(folder), folder
     pair = find_original_pair(path, config)
     if pair is None:
         return None
     return load_compvis(*pair, use_ema=use_ema, text_encoder=text_encoder), pair[0]
+
+
+def load_any_ldm(path: str | Path, config: str | Path | None = None, use_ema: bool = True,
+                 text_encoder: str | Path | None = None) -> tuple[LatentDiffusion, Path]:
+    """(model in eval mode, its absolute file or folder) from anything ldmkit reads: an ldmkit model file,
+    checkpoint or run folder, a CompVis pair or a diffusers folder; clear errors for a LoRA adapter and for
+    options that do not apply (`config` and `text_encoder` are for CompVis checkpoints)."""
+    from ldmkit.checkpoint import resolve_model_file
+    from ldmkit.lora.files import refuse_adapter
+    from ldmkit.pipeline.checkpoint import load_ldm
+
+    found = load_foreign(path, config, use_ema=use_ema, text_encoder=text_encoder)
+    if found is not None:
+        return found[0], Path(found[1]).resolve()
+    if config is not None or text_encoder is not None:
+        flag = "--config" if config is not None else "--text-encoder"
+        raise ConfigError(f"{path} is an ldmkit model, which carries its own config and encoders; {flag} is for "
+                          "CompVis / Stable Diffusion checkpoints (.ckpt + YAML): drop it")
+    source = resolve_model_file(path)
+    refuse_adapter(source, path)
+    return load_ldm(source, use_ema=use_ema), source.resolve()
 
 
 def convert_foreign(path: str | Path, out: str | Path, config: str | Path | None = None,

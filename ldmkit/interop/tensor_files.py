@@ -11,6 +11,7 @@ when unpickled) fails with a CheckpointError that names the object and suggests 
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from pathlib import Path
@@ -54,3 +55,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors (expected a 'state_dict' entry)")
     return state
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file of a foreign model folder, with a clear error when it is missing or broken."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not a readable JSON file ({err})") from err

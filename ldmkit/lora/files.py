@@ -113,9 +113,10 @@ def refuse_adapter(model_file: Path, given: str | Path | None = None) -> None:
         return  # not readable: the model loader says why
     if metadata.get("ldmkit.kind") == KIND:
         base = json.loads(metadata.get("ldmkit.config", "{}")).get("base", {}).get("model") or "BASE"
-        raise CheckpointError(f"{model_file} is a LoRA adapter, not a model; apply it to its base model: "
-                              f"ldmkit sample {base} --lora {given or model_file} (Python: ldmkit.load(base, "
-                              "lora=[path]))")
+        raise CheckpointError(f"{model_file} is a LoRA adapter, not a model; apply it to its base model "
+                              f"(ldmkit sample {base} --lora {given or model_file}; Python: ldmkit.load(base, "
+                              f"lora=[path])) or merge it into the base first (ldmkit merge-lora {base} "
+                              f"{given or model_file} --out DIR)")
 
 
 def parse_spec(text: str) -> Spec:

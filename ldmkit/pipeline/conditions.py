@@ -16,6 +16,7 @@ checks and splits, `tensors` stacks a batch of items, `image_size` reads the siz
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -42,6 +43,15 @@ def accepts(cfg: ConditioningConfig) -> str:
     if not cfg.kinds:
         return "no condition (an unconditional model)"
     return " and ".join(WHAT[kind] for kind in cfg.kinds)
+
+
+def check_kinds(cfg: ConditioningConfig, given: dict[str, str]) -> None:
+    """`given`: option name -> the kind of model it is for; an option for another kind is an error."""
+    for name, kind in given.items():
+        if kind not in cfg.kinds:
+            model = f"a '{cfg.kind}' model" if cfg.kinds else "an unconditional model"
+            raise ConfigError(f"{name} is for {kind} models, but this is {model}: it takes {accepts(cfg)}; drop "
+                              f"{name}")
 
 
 def items(cfg: ConditioningConfig, raw: Any, n: int) -> list[Any]:
@@ -93,10 +103,16 @@ def _checked(kind: str, cfg: ConditioningConfig, value: Any) -> Any:
         raise DataError('the inpainting condition is {"image": image, "mask": mask} (mask: 1 or white = fill), '
                         f"got {type(value).__name__}")
     image, mask = image_tensor(value["image"], "inpainting image"), mask_tensor(value["mask"])
-    if image.shape[-2:] != mask.shape[-2:]:
-        raise ShapeError(f"the inpainting mask is {mask.shape[-1]}x{mask.shape[-2]} px but the image "
-                         f"{image.shape[-1]}x{image.shape[-2]}; give a mask of the image's size (white = fill)")
+    check_mask_size(mask.shape[:0:-1], image.shape[:0:-1], "the inpainting mask")
     return {"image": image, "mask": mask}
+
+
+def check_mask_size(mask: tuple[int, int], image: tuple[int, int], what: str = "the mask",
+                    image_what: str = "the image") -> None:
+    """A clear error when a mask's (W, H) differs from its image's."""
+    if tuple(mask) != tuple(image):
+        raise ShapeError(f"{what} is {mask[0]}x{mask[1]} px but {image_what} {image[0]}x{image[1]}; give a mask of "
+                         "the image's size (white = fill)")
 
 
 def class_index(cfg: ConditioningConfig, value: Any) -> int:
@@ -105,7 +121,7 @@ def class_index(cfg: ConditioningConfig, value: Any) -> int:
     known = ", ".join(f"{i}: {name}" for i, name in enumerate(names)) or f"0 .. {section.num_classes - 1}"
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
         value = int(value)
-    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]+", value.strip()):
         exact = [i for i, name in enumerate(names) if name.lower() == value.lower()]
         matches = exact or [i for i, name in enumerate(names) if name.lower().startswith(value.lower())]
         if len(matches) != 1:

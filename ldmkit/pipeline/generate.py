@@ -32,6 +32,8 @@ from ldmkit.sampling import SAMPLERS, sample, sampler_options
 from ldmkit.sampling.blend import blended
 from ldmkit.sampling.guidance import classifier_free_guidance, conditioned, in_interval
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
+
 
 class Pipeline:
     """A loaded LDM on a device, ready to sample: `pipe(n=..., steps=..., sampler=..., guidance=..., seed=...)`."""
@@ -48,6 +50,7 @@ class Pipeline:
         self._unet, self._decode = for_inference(self.model, self.device, dtype, compile)
         self.source, self.use_ema, self.decode_tile = source, use_ema, decode_tile
         self.dtype, self.compiled = dtype, compile
+        self.load_options: dict[str, str | None] = {}  # how ldmkit.load read a foreign model (for the metadata)
 
     @property
     def config(self):
@@ -125,7 +128,8 @@ class Pipeline:
         else:
             unet = conditioned(network, cond)
         if mask is not None:
-            unet = blended(unet, model.schedule, init, mask.to(self.device), x_T)
+            mask = mask.to(self.device, torch.float32)
+            unet = blended(unet, model.schedule, init, mask, x_T)
         diffusion = self.config.diffusion
         options = {"prediction": diffusion.prediction, "callback": callback}
         if "offset" in sampler_options(sampler):  # discrete samplers visit the timesteps the model's config says
@@ -168,6 +172,9 @@ class Pipeline:
         for name, value in (("n", n), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED - n:
+            raise ConfigError(f"seed must be a whole number in [0, {MAX_SEED - n}] for {n} images (image i gets seed "
+                              f"+ i), got {seed!r}")
         shortcuts = {"guidance_interval": guidance_interval, "cache_interval": cache_interval, "karras": karras}
         self.check(steps, sampler, guidance, eta, **shortcuts)
         cfg = self.config.conditioning

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ldmkit.data.images import flatten_to_rgb, to_tensor, to_uint8
 from ldmkit.errors import ConfigError, ShapeError
-from ldmkit.pipeline.conditions import image_tensor, mask_tensor
+from ldmkit.pipeline.conditions import check_mask_size, image_tensor, mask_tensor
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
@@ -67,9 +67,7 @@ def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = 
     Transparency in the image is flattened onto white first, as everywhere in ldmkit. The result carries
     its generation parameters (pipeline/metadata.py; `inputs` describes where the inputs came from)."""
     rgb = flatten_to_rgb(image)
-    if mask.size != rgb.size:
-        raise ShapeError(f"the mask is {mask.width}x{mask.height} px but the image {rgb.width}x{rgb.height}; "
-                         "give a mask of the image's size (white = fill)")
+    check_mask_size(mask.size, rgb.size)
     original = np.asarray(rgb)  # (H, W, 3) uint8
     hole = mask_tensor(mask)[None]  # (1, 1, H, W) in {0, 1}
     filled = inpaint_tensor(pipe, to_tensor(rgb)[None], hole, steps, sampler, seed, guidance, eta, callback)

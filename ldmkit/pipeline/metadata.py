@@ -38,7 +38,8 @@ def image_metadata(pipe, params: dict, seeds: list[int], index: int, condition: 
                        "checkpoint_sha256": file_sha256(pipe.source), "use_ema": pipe.use_ema,
                        "seed": seeds[index], "batch_seeds": seeds, "batch_index": index,
                        "condition": to_json(condition), **params, "device": pipe.device.type,
-                       "dtype": str(pipe.dtype).replace("torch.", ""), **extra})
+                       "dtype": str(pipe.dtype).replace("torch.", ""),
+                       **{k: v for k, v in pipe.load_options.items() if v}, **extra})
 
 
 def add_inputs(image: Image.Image, inputs: dict[str, str | None]) -> None:

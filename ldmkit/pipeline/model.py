@@ -112,5 +112,6 @@ class LatentDiffusion(nn.Module):
     def loss(self, z0: torch.Tensor, cond: Conditioning, generators: list[torch.Generator]) -> torch.Tensor:
         """L_LDM, the batch mean; t and noise of sample i come from generators[i] only."""
         cfg = self.config.diffusion
+        lognormal = (cfg.lognormal_mean, cfg.lognormal_std) if cfg.timestep_sampling == "lognormal" else None
         return diffusion_loss(conditioned(self.unet, cond), z0, self.schedule, generators, cfg.prediction,
-                              cfg.min_snr_gamma)
+                              cfg.min_snr_gamma, lognormal)

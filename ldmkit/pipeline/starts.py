@@ -14,8 +14,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ldmkit.errors import ConfigError, ShapeError
-from ldmkit.pipeline.conditions import image_tensor, mask_tensor
+from ldmkit.errors import ConfigError
+from ldmkit.pipeline.conditions import check_mask_size, image_tensor, mask_tensor
+from ldmkit.sampling.img2img import check_strength
 
 DEFAULT_STRENGTH = 0.75  # A1111's default denoising strength
 
@@ -27,8 +28,8 @@ def init_items(model, init_image: Any, strength: float | None, mask: Any, n: int
             raise ConfigError(f"{'strength' if strength is not None else 'a mask'} needs an init image: give "
                               "init_image (--init-image)")
         return [None] * n
-    if strength is not None and not (isinstance(strength, (int, float)) and 0.0 <= strength <= 1.0):
-        raise ConfigError(f"strength must be in [0, 1] (0: keep the init image, 1: ignore it), got {strength!r}")
+    if strength is not None:
+        check_strength(strength)
     if mask is not None and "inpaint" in model.config.conditioning.kinds:
         raise ConfigError("this is an inpainting model: give the image and the mask as its condition "
                           "(`ldmkit inpaint IMAGE MASK`, or condition={'image': ..., 'mask': ...})")
@@ -38,9 +39,8 @@ def init_items(model, init_image: Any, strength: float | None, mask: Any, n: int
     for image, m in zip(images, masks):
         image = image_tensor(image, "init image")
         m = None if m is None else mask_tensor(m)
-        if m is not None and m.shape[-2:] != image.shape[-2:]:
-            raise ShapeError(f"the mask is {m.shape[-1]}x{m.shape[-2]} px but the init image "
-                             f"{image.shape[-1]}x{image.shape[-2]}; give a mask of the image's size (white = fill)")
+        if m is not None:
+            check_mask_size(m.shape[:0:-1], image.shape[:0:-1], image_what="the init image")
         items.append({"image": image, "mask": m})
     return items
 

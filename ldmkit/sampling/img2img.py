@@ -23,9 +23,13 @@ def first_step(n: int, strength: float | None, init: torch.Tensor | None) -> int
         if strength is not None:
             raise ConfigError("strength sets how much of an init image to keep; give the init image too")
         return 0
-    if strength is None or not 0.0 <= strength <= 1.0:
-        raise ConfigError(f"strength must be in [0, 1] (0: keep the init image, 1: ignore it), got {strength}")
+    check_strength(strength)
     return n - min(int(n * strength), n)
+
+
+def check_strength(strength) -> None:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 <= strength <= 1.0:
+        raise ConfigError(f"strength must be in [0, 1] (0: keep the init image, 1: ignore it), got {strength!r}")
 
 
 def start_point(x_T: torch.Tensor, init: torch.Tensor | None, abar: float, strength: float | None) -> torch.Tensor:

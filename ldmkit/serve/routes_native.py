@@ -52,13 +52,15 @@ def sse(event: str, data: dict) -> str:
 
 async def events(state: ServerState, request: Request, job: Job) -> AsyncIterator[str]:
     """The job's server-sent events; leaving early (the client went away) cancels the job."""
-    version, position, preview = job.version, job.position, None
+    version, position, preview, sent = job.version, job.position, None, 0.0
     job.watched = True
     try:
         yield sse("queued", job.snapshot())  # the job's id, at once
         while True:
             changed = await job.changed(version, KEEPALIVE_SECONDS)
             if job.finished:
+                if job.status == "done" and sent < 1.0:  # progress is sampled: a fast last step may be unseen
+                    yield sse("progress", {**job.snapshot(), "progress": 1.0})
                 yield final(job)
                 return
             if await request.is_disconnected():
@@ -73,6 +75,7 @@ async def events(state: ServerState, request: Request, job: Job) -> AsyncIterato
             elif job.status == "running":
                 if job.preview is not preview:
                     preview = snap["preview"] = job.preview
+                sent = snap["progress"]
                 yield sse("progress", snap)
     finally:
         if not job.finished:

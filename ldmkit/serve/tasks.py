@@ -93,9 +93,7 @@ def inpaint_work(model: ServedModel, images: list[tuple[Image.Image, str]], mask
     """`ldmkit inpaint` n times: image i is images[i % len] with seed + i, the same mask for all."""
     check_count(n, limits)
     for image, _ in images:
-        if image.size != mask[0].size:
-            raise ApiError(422, f"the mask is {mask[0].width}x{mask[0].height} px but the image "
-                                f"{image.width}x{image.height}; give a mask of the image's size (white = fill)")
+        conditions.check_mask_size(mask[0].size, image.size)  # (a ShapeError: 422)
     model.pipe.check(options["steps"], options["sampler"], options["guidance"], options["eta"])
 
     def work(callback: Callback) -> list[Image.Image]:
@@ -118,11 +116,8 @@ def _nth(callback: Callback, i: int, n: int) -> Callback:
 def generate(model: ServedModel, req: GenerateRequest, limits: Limits) -> Work:
     cfg = model.conditioning
     given = {field: getattr(req, "class_" if field == "class" else field) for field in FIELD_KINDS}
-    for field, value in given.items():
-        if value is not None and FIELD_KINDS[field] not in cfg.kinds:
-            what = f"a '{cfg.kind}' model" if cfg.kinds else "an unconditional model"
-            raise ApiError(422, f"'{field}' is for {FIELD_KINDS[field]} models, but {model.name!r} is {what}: it "
-                                f"takes {conditions.accepts(cfg)}; drop '{field}'")
+    conditions.check_kinds(cfg, {f"'{field}'": FIELD_KINDS[field] for field, value in given.items()
+                                 if value is not None})  # (a ConfigError: 422)
     if given["label_map"] is not None:
         given["label_map"] = _label_map(model, given["label_map"], limits)
     if isinstance(given["layout"], list):

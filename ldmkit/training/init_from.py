@@ -16,19 +16,17 @@ naming it; keys the config does not set take MODEL's values.
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ldmkit.checkpoint import load_exact, resolve_model_file
+from ldmkit.checkpoint import load_exact
 from ldmkit.config import from_dict, to_dict
-from ldmkit.errors import CheckpointError, ConfigError
+from ldmkit.errors import ConfigError
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
-
-log = logging.getLogger(__name__)
 
 MODEL_SECTIONS = ("unet", "diffusion", "conditioning")  # taken from MODEL
 # keys of those sections a fine-tuning config may change (a prefix covers the keys below it)
@@ -49,21 +47,9 @@ class InitConfig:
 
 def load_init_model(init: InitConfig) -> LatentDiffusion:
     """The model a run starts from, on the CPU in eval mode."""
-    from ldmkit.interop.foreign_models import load_foreign
-    from ldmkit.lora.adapter import KIND as LORA_KIND
-    from ldmkit.pipeline.checkpoint import load_ldm
+    from ldmkit.interop.foreign_models import load_any_ldm
 
-    found = load_foreign(init.model, init.config, use_ema=init.use_ema, text_encoder=init.text_encoder)
-    if found is not None:
-        return found[0]
-    if init.config is not None or init.text_encoder is not None:
-        raise ConfigError(f"{init.model} is an ldmkit model, which carries its own config; --init-config / "
-                          "init.config and init.text_encoder are for CompVis checkpoints: drop them")
-    path = resolve_model_file(init.model)
-    if model_kind(path) == LORA_KIND:
-        raise CheckpointError(f"{init.model} is a LoRA adapter, not a model; merge it into its base first "
-                              f"(ldmkit merge-lora BASE {init.model} --out DIR) and start from DIR")
-    return load_ldm(path, use_ema=init.use_ema)
+    return load_any_ldm(init.model, init.config, init.use_ema, init.text_encoder)[0]
 
 
 def model_kind(path) -> str | None:
@@ -126,19 +112,33 @@ def resolve_init_config(cfg, source: LDMConfig, given: set[str]):
         if any(key == c or key.startswith(c + ".") for c in CHANGEABLE):
             _set(merged, key, mine)
         elif key in GROWABLE and mine > its:
+            if cfg.lora.enabled:
+                raise ConfigError(f"{key} grows from {its} to {mine}, but a LoRA run keeps {model}'s conditioner "
+                                  "frozen, so new classes would never be learned; train in full (lora.rank: 0)")
             _set(merged, key, mine)
             if key.startswith("conditioning.class_label") and "conditioning.class_label.names" not in given:
                 merged["conditioning"]["class_label"]["names"] = []  # the data's names fill them (training)
         else:
             hint = " (it can grow: new rows are added, the old ones kept)" if key in GROWABLE else ""
             raise ConfigError(f"{key} is {mine!r} in the config but {its!r} in {model}{hint}; drop it or match it")
-    if "first_stage" in given and cfg.first_stage != model:
-        log.warning("the first stage is %s's; the config's first_stage %s is not used", model, cfg.first_stage)
     merged["first_stage"] = model
     merged["scale_factor"] = source.scale_factor
     if "data.resolution" not in given:
         merged["data"]["resolution"] = source.image_size
     return from_dict(type(cfg), merged)
+
+
+def check_first_stage(spec: str, source: LatentDiffusion, model: str) -> None:
+    """A run from a model uses the model's first stage; a config naming another one (other weights) is an
+    error. A path that does not exist (the shipped configs' default) or the identity is not another one."""
+    from ldmkit.training.latent_cache import weights_digest
+    from ldmkit.training.ldm import IDENTITY, load_first_stage
+
+    if spec in (IDENTITY, model) or not Path(spec).exists():
+        return
+    if weights_digest(load_first_stage(spec)) != weights_digest(source.first_stage):
+        raise ConfigError(f"first_stage {spec} is another autoencoder than the model's own, which a run from a model "
+                          "keeps; drop first_stage from the config or --set first_stage=MODEL (the --init-from path)")
 
 
 def starting_config(cls, source: LDMConfig, init: InitConfig):

@@ -50,6 +50,7 @@ from ldmkit.training.init_from import (
     InitConfig,
     changed_keys,
     check_class_names,
+    check_first_stage,
     copy_init_weights,
     load_init_model,
     resolve_init_config,
@@ -134,6 +135,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
             raise CheckpointError(f"cannot resume {run_dir}: it started from {cfg.init.model}, which cannot be read "
                                   f"now ({err}); put it back where it was") from err
     if source is not None and not resume:
+        check_first_stage(cfg.first_stage, source, cfg.init.model)
         cfg = resolve_init_config(cfg, source.config, changed_keys(cfg, LDMRunConfig()) if given is None else given)
     if cfg.lora.enabled:
         lora_targets(source, cfg.lora)  # a clear error for targets the model lacks, before anything is written

@@ -91,3 +91,21 @@ def test_wrong_model_output_shape():
     x0 = data(2)
     with pytest.raises(ConfigError, match="must match x_t"):
         diffusion_loss(lambda x, t: x[:, :1], x0, SCHEDULE, torch.Generator().manual_seed(0))
+
+
+def test_lognormal_timesteps_follow_their_log_sigma_distribution_per_sample():
+    import math
+
+    from ldmkit.diffusion.loss import lognormal_timesteps
+    from ldmkit.diffusion.noise import seeded_generators
+    from ldmkit.diffusion.schedule import DiffusionConfig, Schedule
+
+    schedule = Schedule.from_config(DiffusionConfig())
+    t = lognormal_timesteps(schedule, 4000, torch.Generator().manual_seed(0), -0.5, 1.2, "cpu")
+    log_sigma = schedule.sigmas.log()[t]
+    inside = (log_sigma > schedule.sigmas.log()[0] + 0.1) & (log_sigma < schedule.sigmas.log()[-1] - 0.1)
+    assert abs(float(log_sigma[inside].mean()) - -0.5) < 0.15  # (the tails clamp to the schedule's ends)
+    assert 0 <= int(t.min()) and int(t.max()) <= 999 and len(set(t.tolist())) > 200
+    one = lognormal_timesteps(schedule, 3, seeded_generators([5, 6, 7]), -0.5, 1.2, "cpu")
+    assert int(one[1]) == int(lognormal_timesteps(schedule, 1, seeded_generators([6]), -0.5, 1.2, "cpu")[0])
+    assert math.isfinite(float(log_sigma.std()))

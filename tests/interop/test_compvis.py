@@ -148,3 +148,28 @@ def test_the_null_condition_is_the_one_compvis_guides_with(name):
     expected = load_file(ckpt.parent / "expected.safetensors")["uncond_cond"]
     null = load_compvis(ckpt, config).null_condition(2, torch.device("cpu"))["context"]
     torch.testing.assert_close(null, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_png_from_a_compvis_pair_regenerates_from_any_folder(tmp_path, monkeypatch):
+    """The PNG records the checkpoint (absolute) and its YAML, so --from-png needs neither flag nor folder."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from ldmkit.cli import main
+
+    ckpt, config = case("kl_crossattn_class")
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    shutil.copy(ckpt, folder / "model.ckpt")
+    shutil.copy(config, folder / "config.yaml")
+    shutil.copy(config, folder / "other.yaml")  # two YAMLs: the checkpoint needs --config
+    monkeypatch.chdir(tmp_path)
+    assert main(["sample", "pair/model.ckpt", "--config", "pair/config.yaml", "--class", "3", "--n", "1",
+                 "--steps", "2", "--out", "out"]) == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["sample", "--from-png", str(tmp_path / "out" / "000000.png"), "--out", "again"]) == 0
+    a, b = (np.asarray(Image.open(p)) for p in (tmp_path / "out" / "000000.png", Path("again") / "000000.png"))
+    assert np.array_equal(a, b)

@@ -46,3 +46,11 @@ def test_karras_levels_and_the_shortcuts_refuse_what_they_cannot_do(pipe):
         pipe(n=1, steps=3, condition=0, guidance=2.0, guidance_interval=(5.0, 1.0))
     with pytest.raises(ConfigError, match="cache interval must be a whole number >= 1|feature-cache interval"):
         Pipeline(pixel_model())(n=1, steps=3, cache_interval=0)
+
+
+@pytest.mark.parametrize("steps", [3, 9])  # (larger counts: tests/sampling/test_timesteps.py)
+@pytest.mark.parametrize("sampler", ["ddim", "plms", "ddpm"])
+def test_step_counts_that_do_not_divide_1000_work_with_the_models_spacing(steps, sampler):
+    reports = []
+    Pipeline(pixel_model())(n=1, steps=steps, sampler=sampler, callback=reports.append)
+    assert len(reports) == steps  # one report per step (PLMS' extra first call is inside its first step)

@@ -32,3 +32,13 @@ def test_bad_requests():
         discrete_timesteps(1000, 10, "cubic")
     with pytest.raises(ConfigError, match="outside"):
         discrete_timesteps(1000, 1000)  # uniform spacing would visit t = 1000
+
+
+@pytest.mark.parametrize("steps", [1, 3, 9, 30, 300, 999, 1000])
+def test_leading_with_offset_1_takes_any_step_count(steps):
+    """The default walk of the discrete samplers (CompVis' and SD v1's spacing): exactly `steps` timesteps in
+    [0, 999]; the offset shrinks only where it would step past 999 (1000 steps: 0 .. 999)."""
+    ts = discrete_timesteps(1000, steps, "leading", offset=1)
+    assert len(ts) == steps == len(set(ts)) and 0 <= ts[0] and ts[-1] <= 999
+    if steps < 1000:
+        assert ts[0] == 1

@@ -13,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from ldmkit.checkpoint import load_model_file
+from ldmkit.checkpoint import load_model_file, save_model_file
 from ldmkit.cli import main
 from ldmkit.config import read_yaml
 
@@ -136,6 +136,14 @@ def test_fine_tuning_flags_that_cannot_work_are_refused(tmp_path, tiny, tiny_aut
                                            config=CLASS_CONFIG), "--init-from", bases["class"]])
     assert "unet.use_spatial_transformer is True in the config but False" in cli_error(
         [*tiny.ldm(run, 1, tiny_autoencoder, config=CLASS_CONFIG), "--init-from", bases["uncond"]])
+    grow = tiny.ldm(run, 1, tiny_autoencoder, "conditioning.class_label.num_classes=12", "lora.rank=2",
+                    config=CLASS_CONFIG)
+    assert "a LoRA run keeps" in cli_error([*grow, "--init-from", bases["class"]])
+    tensors, config, _ = load_model_file(tiny_autoencoder)  # another autoencoder: one weight changed
+    other = tmp_path / "other-ae.safetensors"
+    save_model_file(other, {k: v + (k == sorted(tensors)[0]) for k, v in tensors.items()}, "autoencoder", config)
+    assert "is another autoencoder than the model's own" in cli_error(
+        [*tiny.ldm(run, 1, other), "--init-from", bases["uncond"]])
     assert not run.exists()
 
 
