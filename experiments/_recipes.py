@@ -71,7 +71,7 @@ def diffusers_recipe(args) -> tuple[Path, float]:
                                                   folder=cache_folder(stage, cfg.data)))
     scale = 1.0 / latent_std(cache)
     unet = UNet2DModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-                       block_out_channels=(64, 128, 256), attention_head_dim=32,
+                       block_out_channels=(64, 128, 256), attention_head_dim=32, attn_norm_num_groups=32,
                        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
                        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")

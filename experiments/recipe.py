@@ -85,7 +85,7 @@ def evaluate(run: Path, args) -> dict:
     out = run / "eval-protocol"
     if not (out / "metrics.json").is_file():
         check(ldmkit(["eval", str(run), "--n", str(args.fd_samples), "--sampler", "ddpm", "--steps", "200",
-                      "--batch-size", "50", "--seed", "0", "--out", str(out)]))
+                      "--batch-size", "50", "--seed", "0", "--dtype", "float32", "--out", str(out)]))
     return json.loads((out / "metrics.json").read_text())
 
 

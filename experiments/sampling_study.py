@@ -10,7 +10,7 @@ training split, as `ldmkit eval` computes them, and the seconds per image of sam
     +eta1                       DDIM with eta 1
     +cacheK                     DeepCache-style feature reuse every K calls
     +intervalLO-HI              guidance only for sigma in (LO, HI]
-Writes JSON lines (one per setting, appended: a rerun skips the settings already there) and, with
+Writes JSON lines (one per setting and --dtype, appended: a rerun skips the ones already there) and, with
 --plot, a plot of FD against s/img.
 """
 
@@ -75,28 +75,31 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--condition-from-data", action="store_true", help="conditions of random training images")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="the Pipeline's precision")
     p.add_argument("--out", required=True, help="JSON lines file (appended)")
     p.add_argument("--plot", help="PNG of FD against s/img")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = ldmkit.load(args.model, device="cpu")
+    pipe = ldmkit.load(args.model, device="cpu", dtype=args.dtype)
     judge = Judge.of_split("train", pipe.device, pipe.config.image_size)
     conditions = None
     if args.condition_from_data:
         conditions = DataConditions(reference_dataset("openmoji", pipe.config.image_size, "train")[0], pipe)
     out = Path(args.out)
-    done = {json.loads(line)["setting"] for line in out.read_text().splitlines()} if out.is_file() else set()
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if out.is_file() else []
+    done = {(r["setting"], r.get("dtype", "float32")) for r in rows}
     for setting in args.settings.split():
-        if setting in done:
+        if (setting, args.dtype) in done:
             continue
-        row = {"setting": setting, "model": args.model, "n": args.n, "guidance": args.guidance,
+        row = {"setting": setting, "dtype": args.dtype, "model": args.model, "n": args.n, "guidance": args.guidance,
                **measure(pipe, judge, parse(setting), args.n, args.batch, args.guidance, conditions)}
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
-        print(f"{setting:24s} FD {row['fd']:7.1f}  KID {row['kid']:.4f}  {row['seconds_per_image']:.3f} s/img",
-              flush=True)
-    if args.plot:
-        plot([json.loads(line) for line in out.read_text().splitlines()], args.plot)
+        print(f"{setting:24s} {args.dtype:8s} FD {row['fd']:7.1f}  KID {row['kid']:.4f}  "
+              f"{row['seconds_per_image']:.3f} s/img", flush=True)
+    if args.plot:  # the float32 rows (bfloat16 ones are the precision's cost, in the table)
+        plot([r for r in map(json.loads, out.read_text().splitlines()) if r.get("dtype", "float32") == "float32"],
+             args.plot)
 
 
 def plot(rows: list[dict], path: str) -> None:

@@ -2,7 +2,7 @@
 
     import ldmkit
     pipe = ldmkit.load("runs/emoji/ldm")          # a model file, checkpoint or run folder
-    images = pipe(n=4, steps=50, sampler="ddim", seed=0)  # PIL images
+    images = pipe(n=4, seed=0)                    # PIL images (Euler ancestral, 30 steps)
 """
 
 from ldmkit.version import __version__
@@ -20,15 +20,14 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
       one checkpoint and one YAML (`ldmkit.interop.compvis.find_original_pair`); `text_encoder` is a
       local CLIP folder, needed for Stable Diffusion checkpoints only.
     - diffusers: a pipeline folder with model_index.json (`ldmkit.interop.foreign_models`).
-    `dtype` (e.g. torch.bfloat16; None: float32) and `compile` select the fast inference path
+    `dtype` (torch.bfloat16, "bfloat16", ...; None: float32, the reference; "auto": bfloat16 where the
+    device multiplies it natively, as the CLI's default) and `compile` select the fast inference path
     (`ldmkit.fast`). `lora`: LoRA adapters merged into the weights first, a path or a list of paths and
     (path, weight) pairs: ldmkit LoRA runs or files, kohya / diffusers LoRA files (`ldmkit.lora`).
     """
     from pathlib import Path
 
-    import torch
-
-    from ldmkit.device import pick_device
+    from ldmkit.device import pick_device, pick_dtype
     from ldmkit.interop.foreign_models import load_any_ldm
     from ldmkit.lora.files import apply_adapters, as_specs
     from ldmkit.pipeline import Pipeline
@@ -36,8 +35,9 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     specs = as_specs(lora)
     model, source = load_any_ldm(path, config, use_ema, text_encoder)
     apply_adapters(model, specs)  # before the Pipeline: its fast path rewrites the layers
-    pipe = Pipeline(model, pick_device(device), source=str(source), use_ema=use_ema,
-                    dtype=torch.float32 if dtype is None else dtype, compile=compile)
+    device = pick_device(device)
+    pipe = Pipeline(model, device, source=str(source), use_ema=use_ema, dtype=pick_dtype(dtype, device),
+                    compile=compile)
     pipe.load_options = {"config": None if config is None else str(Path(config).resolve()),
                          "text_encoder": None if text_encoder is None else str(Path(text_encoder).resolve())}
     return pipe

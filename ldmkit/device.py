@@ -39,3 +39,40 @@ def autocast(device: torch.device, precision: Precision) -> contextlib.AbstractC
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_CHOICES = ("auto", *DTYPES)
+
+
+def native_bf16(device: torch.device) -> str | None:
+    """Why `device` multiplies bfloat16 matrices natively (AMX or AVX512-BF16 on a CPU, compute capability
+    8+ on CUDA), or None where bfloat16 would be emulated and float32 is the faster choice."""
+    if device.type == "cuda":
+        major, _ = torch.cuda.get_device_capability(device)
+        return f"CUDA compute capability {major}.x" if major >= 8 else None
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:  # not Linux: stay with the reference precision
+        return None
+    for flag, name in (("amx_bf16", "AMX-BF16 matrix units"), ("avx512_bf16", "AVX512-BF16 instructions")):
+        if flag in flags:
+            return name
+    return None
+
+
+def pick_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The inference dtype: a torch.dtype or its name; None -> float32 (the reference); 'auto' -> bfloat16
+    where `device` has native bfloat16 matrix units (native_bf16), else float32."""
+    if name is None:
+        return torch.float32
+    if isinstance(name, torch.dtype):
+        return name
+    if name == "auto":
+        return torch.float32 if native_bf16(device) is None else torch.bfloat16
+    if name not in DTYPES:
+        raise ConfigError(f"dtype {name!r} is unknown; use one of {', '.join(DTYPE_CHOICES)}")
+    return DTYPES[name]

@@ -38,6 +38,15 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    "local CLIP folder (diffusers folders carry their own text_encoder/ and tokenizer/)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    add_dtype_argument(p)
+
+
+def add_dtype_argument(p: argparse.ArgumentParser) -> None:
+    from ldmkit.device import DTYPE_CHOICES
+
+    p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                   help="inference precision; auto (default): bfloat16 where the CPU (AMX, AVX512-BF16) or GPU "
+                        "multiplies it natively, else float32 (the reference; docs/benchmarks.md shows the difference)")
 
 
 def add_lora_argument(p: argparse.ArgumentParser) -> None:
@@ -46,9 +55,11 @@ def add_lora_argument(p: argparse.ArgumentParser) -> None:
                         "this weight (default 1; 0 leaves the model as it is); repeatable")
 
 
-def add_sampling_arguments(p: argparse.ArgumentParser, steps: int = 50, sampler: str = "ddim") -> None:
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+
+    steps, sampler = DEFAULT_STEPS, DEFAULT_SAMPLER
     p.add_argument("--steps", type=int, default=steps, help="sampling steps (default: %(default)s)")
-    from ldmkit.sampling import SAMPLERS
 
     p.add_argument("--sampler", default=sampler, help=f"{', '.join(SAMPLERS)} (default: %(default)s)")
     p.add_argument("--eta", type=float, help="DDIM / Euler-ancestral noise (DDIM default 0)")
@@ -78,7 +89,17 @@ def load_model(args: argparse.Namespace, path: str, device: str | None = None, d
 
     lora = [parse_spec(text) for text in getattr(args, "lora", None) or []]
     return ldmkit.load(path, device=device or args.device, use_ema=not args.no_ema, config=args.config,
-                       text_encoder=args.text_encoder, lora=lora, dtype=dtype)
+                       text_encoder=args.text_encoder, lora=lora, dtype=dtype or args.dtype)
+
+
+def precision_note(args: argparse.Namespace, pipe) -> str:
+    """What --dtype auto chose, when it chose bfloat16 (said once, with the command's result)."""
+    from ldmkit.device import native_bf16
+
+    if getattr(args, "dtype", None) != "auto" or str(pipe.dtype) == "torch.float32":
+        return ""
+    return (f" (in bfloat16: --dtype auto, as this {pipe.device.type} has {native_bf16(pipe.device)}; "
+            "--dtype float32 for the reference precision)")
 
 
 def sampling_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from ldmkit.cli.common import (
     add_sampling_arguments,
     add_shortcut_arguments,
     output_folder,
+    precision_note,
     shortcut_options,
 )
 
@@ -95,11 +96,12 @@ def run(args: argparse.Namespace) -> int:
     tag = f"{args.features}-n{args.n}-{args.sampler}{args.steps}-g{args.guidance:g}-seed{args.seed}"
     tag += "-karras" * args.karras + (f"-cache{args.cache_interval}" if args.cache_interval else "")
     tag += f"-interval{args.guidance_interval[0]:g}-{args.guidance_interval[1]:g}" if args.guidance_interval else ""
+    tag += "" if args.dtype == "auto" else f"-{args.dtype}"
     out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
     try:  # every input is checked (and the reference's statistics computed) before the first sample
         pipe = ldmkit.load(model_file, device=str(ctx.device), use_ema=not args.no_ema,
-                           config=config, text_encoder=args.text_encoder)
+                           config=config, text_encoder=args.text_encoder, dtype=args.dtype)
         shortcuts = shortcut_options(args)
         pipe.check(args.steps, args.sampler, args.guidance, args.eta, **shortcuts)
         resolution = pipe.config.image_size
@@ -135,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                 "resolution": resolution, "n": args.n, "steps": args.steps, "sampler": args.sampler,
                 "eta": args.eta, "guidance": args.guidance, "seed": args.seed, **shortcuts,
                 "conditions_from": None if conditions is None else str(source),
-                "processes": ctx.world_size, "device": ctx.device.type, "sampling_seconds": round(sampling_s, 1)}
+                "processes": ctx.world_size, "device": ctx.device.type,
+                "dtype": str(pipe.dtype).replace("torch.", ""), "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}
     table = markdown_table(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
@@ -144,5 +147,5 @@ def run(args: argparse.Namespace) -> int:
     if preview is not None:
         make_grid(preview).save(out / "samples.png")
     print(table, end="")
-    print(f"written: {out / 'metrics.json'}, {out / 'metrics.md'}, {out / 'samples.png'}")
+    print(f"written: {out / 'metrics.json'}, {out / 'metrics.md'}, {out / 'samples.png'}{precision_note(args, pipe)}")
     return 0

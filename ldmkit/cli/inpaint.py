@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ldmkit.cli.common import add_model_arguments, add_sampling_arguments, load_model, sampling_options
+from ldmkit.cli.common import (
+    add_model_arguments,
+    add_sampling_arguments,
+    load_model,
+    precision_note,
+    sampling_options,
+)
 from ldmkit.cli.upscale import output_path
 
 
@@ -41,5 +47,5 @@ def run(args: argparse.Namespace) -> int:
     inputs.update({f"{name}_sha256": file_sha256(file) for name, file in (("image", args.image), ("mask", args.mask))})
     result = inpaint(pipe, image, mask, inputs=inputs, **sampling_options(args))
     save_png(result, path)
-    print(f"filled {args.image} where {args.mask} is white: {path}")
+    print(f"filled {args.image} where {args.mask} is white: {path}{precision_note(args, pipe)}")
     return 0

@@ -16,6 +16,7 @@ from ldmkit.cli.common import (
     add_shortcut_arguments,
     load_model,
     output_folder,
+    precision_note,
     sampling_options,
     shortcut_options,
 )
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for image in images if args.lora else []:
         record_lora(image, args.lora)
     write_images(images, out, args.seed)
-    print(f"wrote {len(images)} images and grid.png to {out}")
+    print(f"wrote {len(images)} images and grid.png to {out}{precision_note(args, pipe)}")
     return 0
 
 

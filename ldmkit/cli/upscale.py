@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ldmkit.cli.common import add_model_arguments, add_sampling_arguments, load_model, sampling_options
+from ldmkit.cli.common import (
+    add_model_arguments,
+    add_sampling_arguments,
+    load_model,
+    precision_note,
+    sampling_options,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,5 +62,5 @@ def run(args: argparse.Namespace) -> int:
     result = upscale(pipe, image, tile=args.tile, overlap=args.overlap, color_fix=not args.no_color_fix,
                      inputs=inputs, **sampling_options(args))
     save_png(result, path)
-    print(f"{image.width}x{image.height} -> {result.width}x{result.height}: {path}")
+    print(f"{image.width}x{image.height} -> {result.width}x{result.height}: {path}{precision_note(args, pipe)}")
     return 0

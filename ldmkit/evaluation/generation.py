@@ -28,6 +28,7 @@ from ldmkit.evaluation.feature_networks import FeatureNetwork
 from ldmkit.evaluation.sample_quality import SampleFeatures
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.progress import progress
+from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 PICK_STREAM, PREPARE_STREAM = 101, 102  # random streams of a sample's seed: which reference image, its condition
 
@@ -73,8 +74,9 @@ def all_gather_rows(local: torch.Tensor, n: int, rank: int, world_size: int) -> 
 
 
 @torch.no_grad()
-def generated_features(pipe: Pipeline, network: FeatureNetwork, n: int, seed: int = 0, steps: int = 50,
-                       sampler: str = "ddim", guidance: float = 1.0, eta: float | None = None, batch_size: int = 16,
+def generated_features(pipe: Pipeline, network: FeatureNetwork, n: int, seed: int = 0, steps: int = DEFAULT_STEPS,
+                       sampler: str = DEFAULT_SAMPLER, guidance: float = 1.0, eta: float | None = None,
+                       batch_size: int = 16,
                        conditions: Callable[[Sequence[int]], Any] | None = None, rank: int = 0, world_size: int = 1,
                        keep_images: int = 0, **shortcuts) -> tuple[SampleFeatures, torch.Tensor | None]:
     """Features of samples 0..n-1 (this rank's share generated here, all gathered), and rank 0's first images.

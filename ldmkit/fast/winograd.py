@@ -15,6 +15,7 @@ scale in float32 (the transforms' coefficients reach 8 and 1/24), far below an 8
 
 from __future__ import annotations
 
+import threading
 import weakref
 
 import torch
@@ -22,7 +23,7 @@ from torch import nn
 
 TILE = 4  # output tile side m; the input tile is m + 2
 # Lavin & Gray's matrices for points 0, +-1, +-2 and infinity: B^T (6, 6) and A^T (4, 6) are small
-# integers, exact in any float dtype; G (6, 3) is applied to the filters once, in float64.
+# integers, exact in any float dtype; G (6, 3) is applied to the filters once per cached layer.
 _BT = torch.tensor([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                     [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], dtype=torch.float32)
 _AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
@@ -33,10 +34,16 @@ BAND_BYTES = 4 << 20  # a band's transformed input: cache-sized (4 MB decoded fa
 
 
 def transform_weight(weight: torch.Tensor) -> torch.Tensor:
-    """(O, I, 3, 3) filters -> (36, I, O) float32, entry 6 * row + column of G g G^T (computed in float64)."""
-    u = _G @ weight.detach().to("cpu", torch.float64) @ _G.T  # (O, I, 6, 6)
-    u = u.permute(2, 3, 1, 0).reshape(36, weight.shape[1], weight.shape[0])  # (36, I, O)
-    return u.to(weight.device, torch.float32).contiguous()
+    """(O, I, 3, 3) filters -> (36, I, O) float32, entry 6 * row + column of G g G^T.
+
+    One matrix product in float32 with the Kronecker product G (x) G, so (G g G^T)[a, b] =
+    sum_rc G[a, r] G[b, c] g[r, c]: ~0.1 s for the largest SD layer (the rounding of G's sixths and
+    24ths, ~1e-7, is far below Winograd's own ~1e-5)."""
+    o, i = weight.shape[:2]
+    gg = torch.kron(_G, _G).to(weight.device, torch.float32)  # (36, 9): row 6 a + b, column 3 r + c
+    u = weight.detach().to(torch.float32).reshape(o, i * 9)  # (O, I * 9), with the reshapes below: (O, I, 9)
+    u = torch.matmul(gg, u.view(o, i, 9).transpose(1, 2))  # (O, 36, I)
+    return u.permute(1, 2, 0).contiguous()  # (36, I, O)
 
 
 def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -97,15 +104,72 @@ MIN_CHANNELS = 128
 MIN_WORK = 1 << 23
 
 
+# The transformed filters are 4x the size of the weights (36 / 9 entries): kept for every layer of an
+# 860 M-parameter UNet they would add ~6 GiB. A budget bounds them; the layers with the most positions
+# per call (the most work per cached byte: the high-resolution ones) keep theirs, and the rest run the
+# direct convolution, where Winograd would have to re-transform their filters on every call.
+CACHE_BYTES = 512 << 20
+
+
+class FilterCache:
+    """Transformed filters of WinogradConv2d layers within `max_bytes`, by priority (positions per call)."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self._held: dict[int, tuple[weakref.ref, int, int]] = {}  # id(layer) -> (layer, priority, bytes)
+        self._lock = threading.RLock()  # (a collected layer's callback may run inside admit)
+
+    def admit(self, layer: WinogradConv2d, priority: int, nbytes: int) -> bool:
+        """Whether `layer` may hold `nbytes` of transformed filters, evicting lower-priority layers' if needed."""
+        with self._lock:
+            key = id(layer)
+            if key in self._held:
+                ref, old, size = self._held[key]
+                self._held[key] = (ref, max(old, priority), size)
+                return True
+            if nbytes > self.max_bytes:
+                return False
+            while self.used + nbytes > self.max_bytes:
+                victims = [(p, k) for k, (_, p, _) in self._held.items() if p < priority]
+                if not victims:
+                    return False
+                self._evict(min(victims)[1])
+            self._held[key] = (weakref.ref(layer, lambda _, k=key: self._forget(k)), priority, nbytes)
+            self.used += nbytes
+            return True
+
+    def _evict(self, key: int) -> None:
+        ref, _, size = self._held.pop(key)
+        self.used -= size
+        layer = ref()
+        if layer is not None:
+            layer._cache = None
+
+    def _forget(self, key: int) -> None:  # a layer was garbage-collected
+        with self._lock:
+            if key in self._held:
+                self.used -= self._held.pop(key)[2]
+
+    def release(self, layer: WinogradConv2d) -> None:
+        with self._lock:
+            if id(layer) in self._held:
+                self._evict(id(layer))
+
+
+FILTERS = FilterCache()  # one budget per process, shared by every model it loads
+
+
 class WinogradConv2d(nn.Conv2d):
     """An nn.Conv2d (3x3, stride 1, padding 1) that runs winograd_conv3x3 for float32 CPU inference.
 
     It holds the same Parameters as the conv it replaces (state_dict unchanged). The transformed
-    weights are cached (not pickled or deep-copied) and recomputed when the weight is replaced or
-    changed in place by a tensor op (copy_, lerp_, load_state_dict: an EMA copy stays current);
-    writes through `.data` bypass torch's version counter: call `clear_cache()` after those.
-    Anything else runs the direct convolution: with gradients enabled, under autocast, torch.compile
-    or a torch.func transform, in another dtype or on another device, or below MIN_CHANNELS or MIN_WORK.
+    weights are cached within FILTERS' budget (not pickled or deep-copied) and recomputed when the
+    weight is replaced or changed in place by a tensor op (copy_, lerp_, load_state_dict: an EMA copy
+    stays current); writes through `.data` bypass torch's version counter: call `clear_cache()` after
+    those. Anything else runs the direct convolution: with gradients enabled, under autocast,
+    torch.compile or a torch.func transform, in another dtype or on another device, below
+    MIN_CHANNELS or MIN_WORK, or when the budget keeps this layer's filters out.
     """
 
     _cache: tuple[weakref.ref, int | None, torch.Tensor] | None = None
@@ -117,6 +181,7 @@ class WinogradConv2d(nn.Conv2d):
         return new
 
     def clear_cache(self) -> None:
+        FILTERS.release(self)
         self._cache = None
 
     def __getstate__(self) -> dict:
@@ -124,12 +189,16 @@ class WinogradConv2d(nn.Conv2d):
         state.pop("_cache", None)
         return state
 
-    def _transformed(self) -> torch.Tensor:
+    def _transformed(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The transformed filters, or None where the budget gives them no room."""
         w = self.weight
+        if not FILTERS.admit(self, x.shape[0] * x.shape[2] * x.shape[3], 36 * w.shape[0] * w.shape[1] * 4):
+            return None
         version = None if w.is_inference() else w._version  # (inference tensors have no version counter)
-        if self._cache is None or self._cache[0]() is not w or self._cache[1] != version:
-            self._cache = (weakref.ref(w), version, transform_weight(w))
-        return self._cache[2]
+        cache = self._cache
+        if cache is None or cache[0]() is not w or cache[1] != version:
+            cache = self._cache = (weakref.ref(w), version, transform_weight(w))
+        return cache[2]
 
     def _applies(self, x: torch.Tensor) -> bool:
         return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 == self.weight.dtype
@@ -139,9 +208,10 @@ class WinogradConv2d(nn.Conv2d):
                 and x[:, 0].numel() * self.in_channels * self.out_channels >= MIN_WORK)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._applies(x):
+        u = self._transformed(x) if self._applies(x) else None
+        if u is None:
             return super().forward(x)
-        return winograd_conv3x3(x, self._transformed(), self.bias)
+        return winograd_conv3x3(x, u, self.bias)
 
 
 def use_winograd(module: nn.Module) -> nn.Module:

@@ -28,7 +28,7 @@ from ldmkit.pipeline.metadata import PNG_KEY, image_metadata, to_json
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.pipeline.tiling import decode_tiled
 from ldmkit.progress import progress
-from ldmkit.sampling import SAMPLERS, sample, sampler_options
+from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, sample, sampler_options
 from ldmkit.sampling.blend import blended
 from ldmkit.sampling.guidance import classifier_free_guidance, conditioned, in_interval
 
@@ -92,9 +92,9 @@ class Pipeline:
             raise ConfigError(f"Karras noise levels are for the sigma-space samplers ({takers}), not {sampler!r}")
 
     @torch.no_grad()
-    def latents(self, seeds: Sequence[int], cond: Any = None, steps: int = 50, sampler: str = "ddim",
-                guidance: float = 1.0, eta: float | None = None, height: int | None = None,
-                width: int | None = None, callback: Callable[[dict], None] | None = None,
+    def latents(self, seeds: Sequence[int], cond: Any = None, steps: int = DEFAULT_STEPS,
+                sampler: str = DEFAULT_SAMPLER, guidance: float = 1.0, eta: float | None = None,
+                height: int | None = None, width: int | None = None, callback: Callable[[dict], None] | None = None,
                 x_T: torch.Tensor | None = None, negative: Any = None, init: torch.Tensor | None = None,
                 strength: float | None = None, mask: torch.Tensor | None = None,
                 guidance_interval: tuple[float, float] | None = None, cache_interval: int | None = None,
@@ -153,7 +153,8 @@ class Pipeline:
         """Latents -> images (B, 3, H, W) in [-1, 1]; large latents are decoded in tiles."""
         return decode_tiled(self._decode, z, self.model.factor, tile=self.decode_tile).clamp(-1, 1)
 
-    def __call__(self, n: int = 1, steps: int = 50, sampler: str = "ddim", guidance: float = 1.0, seed: int = 0,
+    def __call__(self, n: int = 1, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = 1.0,
+                 seed: int = 0,
                  eta: float | None = None, height: int | None = None, width: int | None = None,
                  condition: Any = None, batch_size: int = 8, show_progress: bool = False,
                  callback: Callable[[dict], None] | None = None, negative: Any = None, init_image: Any = None,

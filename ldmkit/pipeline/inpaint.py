@@ -24,6 +24,7 @@ from ldmkit.pipeline.conditions import check_mask_size, image_tensor, mask_tenso
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
+from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 
 def check_inpainting_model(model: LatentDiffusion) -> None:
@@ -34,8 +35,8 @@ def check_inpainting_model(model: LatentDiffusion) -> None:
 
 
 @torch.no_grad()
-def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, steps: int = 50,
-                   sampler: str = "ddim", seed: int = 0, guidance: float = 1.0,
+def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, steps: int = DEFAULT_STEPS,
+                   sampler: str = DEFAULT_SAMPLER, seed: int = 0, guidance: float = 1.0,
                    eta: float | None = None, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
     """images (B, 3, H, W) in [-1, 1], masks (B, 1, H, W) (1 = hole) -> (B, 3, H, W) composited.
 
@@ -59,7 +60,8 @@ def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, st
     return torch.where(masks.bool(), generated, images)
 
 
-def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = 50, sampler: str = "ddim",
+def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = DEFAULT_STEPS,
+            sampler: str = DEFAULT_SAMPLER,
             seed: int = 0, guidance: float = 1.0, eta: float | None = None, inputs: dict | None = None,
             callback: Callable[[dict], None] | None = None) -> Image.Image:
     """Fill the white part of `mask` in `image`; every other pixel of the (RGB) image is kept bit-exactly.

@@ -28,6 +28,7 @@ from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.pipeline.tiling import blend_tiles, tile_count
+from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 
 def sr_factor(model: LatentDiffusion) -> int:
@@ -52,7 +53,8 @@ def _match_mean(out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = 50, sampler: str = "ddim", seed: int = 0,
+def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
+                   seed: int = 0,
                    guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
                    color_fix: bool = True, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
     """lr (3, h, w) or (1, 3, h, w) in [-1, 1] -> (1, 3, factor h, factor w) in [-1, 1].
@@ -80,6 +82,8 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = 50, sampler: s
         th, tw = part.shape[-2:]
         top, left = ys.start * factor // f, xs.start * factor // f  # in latent pixels
         noise = x_T[:, :, top:top + th * factor // f, left:left + tw * factor // f]
+        if noise.shape == x_T.shape:  # one tile: the seed draws it, so stochastic samplers' steps match pipe()'s
+            noise = None
         z = pipe.latents([seed], part, steps, sampler, guidance, eta, th * factor, tw * factor, x_T=noise,
                          callback=report if callback else None)
         done.append(1)
@@ -93,7 +97,8 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = 50, sampler: s
     return out[:, :, :h * factor, :w * factor].clamp(-1, 1)
 
 
-def upscale(pipe: Pipeline, image: Image.Image, steps: int = 50, sampler: str = "ddim", seed: int = 0,
+def upscale(pipe: Pipeline, image: Image.Image, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
+            seed: int = 0,
             guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
             color_fix: bool = True, inputs: dict | None = None,
             callback: Callable[[dict], None] | None = None) -> Image.Image:

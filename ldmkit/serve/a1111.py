@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ldmkit.sampling import sampler_options
+from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, sampler_options
 from ldmkit.serve.errors import ApiError
 from ldmkit.serve.images import png_base64
 from ldmkit.serve.registry import ServedModel
@@ -35,7 +35,9 @@ SAMPLERS = {
     "PLMS": ("plms", False, ()),
     "DDPM": ("ddpm", False, ()),  # not an A1111 sampler: ldmkit's ancestral DDPM
 }
-DEFAULT_SAMPLER = "Euler"  # A1111's API default (sampler_index)
+# ldmkit's default sampler (not A1111's "Euler"): the best trade-off measured (docs/results/RECIPE.md)
+DEFAULT_LABEL = next(label for label, (sampler, karras, _) in SAMPLERS.items()
+                     if sampler == DEFAULT_SAMPLER and not karras)
 SCHEDULERS = {"automatic": "Automatic", "karras": "Karras"}
 DEFAULTLESS = (None, "", 0, False, [], {}, -1)  # values of fields we ignore that need no mention
 
@@ -46,7 +48,7 @@ class Txt2ImgRequest(BaseModel):
     prompt: str = Field("", max_length=MAX_TEXT)
     negative_prompt: str = Field("", max_length=MAX_TEXT)
     seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1: a random seed")
-    steps: int = Field(50, ge=1, le=MAX_STEPS)
+    steps: int = Field(DEFAULT_STEPS, ge=1, le=MAX_STEPS)
     cfg_scale: float = Field(7.0, ge=0, le=100, allow_inf_nan=False)
     width: int | None = Field(None, ge=1, le=MAX_SIDE, description="default: the model's training size")
     height: int | None = Field(None, ge=1, le=MAX_SIDE)
@@ -81,7 +83,7 @@ class Img2ImgRequest(Txt2ImgRequest):
 
 def resolve_sampler(name: str | None, scheduler: str | None) -> tuple[str, bool, str]:
     """(ldmkit sampler, karras, A1111 name) for A1111's sampler name (or alias, or ldmkit name) and scheduler."""
-    key = (name or DEFAULT_SAMPLER).strip().lower()
+    key = (name or DEFAULT_LABEL).strip().lower()
     for label, (sampler, karras, aliases) in SAMPLERS.items():
         if key in (label.lower(), *aliases) or (not karras and key == sampler):
             break

@@ -15,7 +15,7 @@ from pathlib import Path
 from ldmkit.errors import ConfigError
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import file_sha256
-from ldmkit.sampling import SAMPLERS, sampler_options
+from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, sampler_options
 from ldmkit.serve.errors import ApiError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -57,7 +57,8 @@ class ServedModel:
                 "size_multiple": model.factor * self.pipe.config.unet.size_multiple, "device": str(self.pipe.device),
                 "guidance": bool(cfg.kinds), "guidance_default": 3.0 if set(cfg.kinds) & GUIDED else 1.0,
                 "negative": NEGATIVE.get(cfg.kind) if cfg.hybrid == "none" else None,
-                "samplers": list(SAMPLERS), "sha256": self.sha256,
+                "samplers": list(SAMPLERS), "sampler_default": DEFAULT_SAMPLER, "steps_default": DEFAULT_STEPS,
+                "sha256": self.sha256,
                 "eta_samplers": [s for s in SAMPLERS if "eta" in sampler_options(s)],
                 "karras_samplers": [s for s in SAMPLERS if "karras" in sampler_options(s)]}
         if "class" in cfg.kinds:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ldmkit.sampling import SAMPLERS
+from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
 MAX_STEPS = 1000
 MAX_SEED = 2**63 - 2**20  # seed + i must stay a valid torch seed
@@ -47,8 +47,8 @@ class Sampling(BaseModel):
 
     model: str | None = Field(None, max_length=200, description="a served model's name (GET /ldmkit/v1/models); "
                                                                 "default: the first one served that does the task")
-    steps: int = Field(50, ge=1, le=MAX_STEPS)
-    sampler: Literal[tuple(SAMPLERS)] = "ddim"
+    steps: int = Field(DEFAULT_STEPS, ge=1, le=MAX_STEPS)
+    sampler: Literal[tuple(SAMPLERS)] = DEFAULT_SAMPLER
     eta: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
     guidance: float = Field(1.0, ge=0, le=100, allow_inf_nan=False, description="classifier-free guidance (1: off)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="image i gets seed + i")

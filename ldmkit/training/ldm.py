@@ -41,6 +41,7 @@ from ldmkit.lora.targets import lora_targets
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
+from ldmkit.sampling import DEFAULT_SAMPLER
 from ldmkit.training.batches import CONDITION_STREAM, LatentBatches
 from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.distributed import setup_distributed, teardown_distributed
@@ -79,7 +80,7 @@ class LDMRunConfig:
     ema_decay: float = 0.9999
     latent_cache: bool = True  # encode the dataset once and train on the stored latents
     latent_cache_views: int = 4  # data.crop: random: crops cached per image (0: no cache, crop + encode each step)
-    sample_steps: int = 50  # periodic EMA sample grids: DDIM steps ...
+    sample_steps: int = 50  # periodic EMA sample grids: steps of ldmkit.sampling.DEFAULT_SAMPLER ...
     sample_n: int = 16  # ... and images
 
     def __post_init__(self):
@@ -285,7 +286,7 @@ def sample_grid(model: LatentDiffusion, ema: EMA, cfg: LDMRunConfig, device: tor
         condition = batch_condition(cfg.conditioning, batch, stream_generators(list(range(n)), CONDITION_STREAM))
         if needs_images(cfg.conditioning):
             references = batch["image"]  # (n, 3, H, W)
-    images = pipe.decode(pipe.latents(list(range(n)), condition, steps=cfg.sample_steps, sampler="ddim")).cpu()
+    images = pipe.decode(pipe.latents(list(range(n)), condition, steps=cfg.sample_steps, sampler=DEFAULT_SAMPLER)).cpu()
     if references is not None:
         images = torch.stack([images, references.to(images)], dim=1).flatten(0, 1)  # sample, reference, ...
     return make_grid(images)

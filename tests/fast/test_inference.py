@@ -30,7 +30,7 @@ def random_model(first_stage: AutoencoderConfig, seed: int = 0) -> LatentDiffusi
 
 
 def images(pipe: Pipeline, guidance: float = 3.0) -> torch.Tensor:
-    z = pipe.latents([0, 1], torch.tensor([0, 2]), steps=5, guidance=guidance)
+    z = pipe.latents([0, 1], torch.tensor([0, 2]), steps=5, sampler="ddim", guidance=guidance)
     return pipe.decode(z)  # (2, 3, 16, 16) in [-1, 1]
 
 

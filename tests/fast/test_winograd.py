@@ -152,3 +152,27 @@ def test_pipeline_with_winograd_is_close_to_direct_convolutions(monkeypatch):
     fast = images(pipe)
     assert not torch.equal(fast, direct)
     torch.testing.assert_close(fast, direct, atol=1e-4, rtol=0)
+
+
+def test_filter_budget_keeps_the_high_resolution_layers_and_stays_bounded(monkeypatch):
+    layer_bytes = 36 * 128 * 128 * 4
+    budget = winograd.FilterCache(max_bytes=layer_bytes + 1)  # room for one layer's transformed filters
+    monkeypatch.setattr(winograd, "FILTERS", budget)
+    low, high = use_winograd(net())[0], use_winograd(net())[0]
+    small, large = torch.randn(1, 128, 32, 32), torch.randn(1, 128, 64, 64)
+    with torch.no_grad():
+        for layer, x in ((low, small), (high, large), (low, small)):  # the 64^2 layer displaces the 32^2 one
+            torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight, layer.bias, padding=1), atol=TOL, rtol=0)
+    assert high._cache is not None and low._cache is None  # the low-resolution layer runs the direct convolution
+    assert budget.used == layer_bytes <= budget.max_bytes
+    del high
+    import gc
+
+    gc.collect()
+    assert budget.used == 0  # a collected layer gives its room back
+
+
+def test_transform_weight_matches_g_g_gt_in_float64():
+    w = torch.randn(5, 3, 3, 3)
+    ref = (winograd._G @ w.double() @ winograd._G.T).permute(2, 3, 1, 0).reshape(36, 3, 5)
+    torch.testing.assert_close(transform_weight(w).double(), ref, atol=1e-6, rtol=0)

@@ -88,10 +88,11 @@ def assert_same_images(theirs, ours: Pipeline, steps: int = 4, guidance: float =
     expected = theirs(PROMPTS, negative_prompt=NEGATIVES, latents=x_T.clone(), num_inference_steps=steps,
                       guidance_scale=guidance, eta=0.0, output_type="np").images  # (2, 64, 64, 3) in [0, 1]
     expected = torch.from_numpy(expected).permute(0, 3, 1, 2)
-    images = ours.decode(ours.latents([3, 4], PROMPTS, steps=steps, guidance=guidance, x_T=x_T, negative=NEGATIVES))
+    images = ours.decode(ours.latents([3, 4], PROMPTS, steps=steps, sampler="ddim", guidance=guidance, x_T=x_T,
+                                      negative=NEGATIVES))
     difference = (expected - (images / 2 + 0.5)).abs().max()
     assert difference <= 1e-4, difference
-    unguided = ours.decode(ours.latents([3, 4], PROMPTS, steps=steps, guidance=guidance, x_T=x_T))
+    unguided = ours.decode(ours.latents([3, 4], PROMPTS, steps=steps, sampler="ddim", guidance=guidance, x_T=x_T))
     assert (expected - (unguided / 2 + 0.5)).abs().max() > 1e-2  # the negative prompts matter, visibly
 
 

@@ -57,7 +57,7 @@ def test_weight_zero_is_the_base_model_bit_for_bit_and_merge_lora_equals_samplin
     assert json.loads(metadata["ldmkit.merged_from"])["lora"][1] == {"path": str(conv), "weight": 1.5}
     assert json.loads(metadata["ldmkit.run_config"])["lora"]["rank"] == 2  # (eval finds the data the run used)
 
-    pipe = ldmkit.load(base, device="cpu", lora=[(lora, 0.5), (conv, 1.5)])  # the Python API
+    pipe = ldmkit.load(base, device="cpu", lora=[(lora, 0.5), (conv, 1.5)], dtype="auto")  # the Python API, as the CLI
     images = pipe(n=2, steps=2, seed=0)
     assert np.array_equal(np.stack([np.asarray(im) for im in images]), both)
 

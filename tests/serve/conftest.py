@@ -40,7 +40,8 @@ def tiny_models(tmp_path_factory) -> dict[str, str]:
 def registry(tiny_models) -> Registry:
     """Every kind served once, named by its kind; "text" is the default."""
     order = ["text"] + [k for k in tiny_models if k != "text"]
-    return Registry([ServedModel(kind, ldmkit.load(tiny_models[kind], device="cpu")) for kind in order])
+    return Registry([ServedModel(kind, ldmkit.load(tiny_models[kind], device="cpu", dtype="auto"))  # as `ldmkit serve`
+                     for kind in order])
 
 
 def make_client(registry, **options) -> TestClient:

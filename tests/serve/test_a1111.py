@@ -47,7 +47,7 @@ def test_sampler_names_map_to_ldmkit_samplers():
     assert resolve_sampler("dpm++ 2m", "Karras") == ("dpmpp_2m", True, "DPM++ 2M")
     assert resolve_sampler("k_euler_a", None) == ("euler_a", False, "Euler a")
     assert resolve_sampler("ddim", "automatic") == ("ddim", False, "DDIM")
-    assert resolve_sampler(None, None) == ("euler", False, "Euler")  # A1111's API default
+    assert resolve_sampler(None, None) == ("euler_a", False, "Euler a")  # ldmkit's default, not A1111's Euler
     assert {SAMPLERS[name][0] for name in SAMPLERS} == {"dpmpp_2m", "euler_a", "euler", "heun", "ddim", "plms", "ddpm"}
 
 

@@ -85,7 +85,11 @@ export class Form {
     this.model = model;
     const samplerNow = $("sampler").value;
     options($("sampler"), model.samplers);
-    $("sampler").value = model.samplers.includes(samplerNow) ? samplerNow : "ddim";
+    $("sampler").value = model.samplers.includes(samplerNow) ? samplerNow : model.sampler_default;
+    if (!this.stepsSet) {  // the server's default once; the user's choice afterwards
+      $("steps").value = model.steps_default;
+      this.stepsSet = true;
+    }
     if (model.classes) {
       options($("class"), model.classes, model.classes.map((_, i) => String(i)));
       options($("negative-class"), ["(none)", ...model.classes], ["", ...model.classes.map((_, i) => String(i))]);
