@@ -64,6 +64,11 @@ def native_bf16(device: torch.device) -> str | None:
     return None
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32', 'bfloat16', ...: the name --dtype and the PNG metadata use."""
+    return str(dtype).removeprefix("torch.")
+
+
 def pick_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """The inference dtype: a torch.dtype or its name; None -> float32 (the reference); 'auto' -> bfloat16
     where `device` has native bfloat16 matrix units (native_bf16), else float32."""

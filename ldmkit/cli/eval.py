@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     import ldmkit
     from ldmkit.checkpoint import resolve_model_file, write_text_atomic
     from ldmkit.data.images import make_grid
+    from ldmkit.device import dtype_name
     from ldmkit.errors import ConfigError
     from ldmkit.evaluation.feature_networks import build_feature_network
     from ldmkit.evaluation.generation import DataConditions, check_conditions, generated_features
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
                 "eta": args.eta, "guidance": args.guidance, "seed": args.seed, **shortcuts,
                 "conditions_from": None if conditions is None else str(source),
                 "processes": ctx.world_size, "device": ctx.device.type,
-                "dtype": str(pipe.dtype).replace("torch.", ""), "sampling_seconds": round(sampling_s, 1)}
+                "dtype": dtype_name(pipe.dtype), "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}
     table = markdown_table(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")

@@ -111,8 +111,6 @@ def write_images(images: list, out, seed: int) -> None:
 
 def regenerate(args: argparse.Namespace) -> int:
     """The image a PNG's parameters describe, drawn again in the batch it was drawn in."""
-    import torch
-
     from ldmkit.errors import ConfigError
     from ldmkit.pipeline import read_params, save_png
     from ldmkit.pipeline.metadata import check_checkpoint, from_json, recorded_input
@@ -133,7 +131,7 @@ def regenerate(args: argparse.Namespace) -> int:
     args.lora = recorded_lora(params)
     args.config, args.text_encoder = params.get("config"), params.get("text_encoder")  # a CompVis / SD checkpoint's
     pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device,
-                      dtype=getattr(torch, params.get("dtype", "float32")))
+                      dtype=params.get("dtype", "float32"))
     seeds, index = params["batch_seeds"], params["batch_index"]
     # its own condition in every slot of a batch of the same size: an image depends only on its seed and
     # condition, and the same batch size keeps even the kernels' rounding the same

@@ -103,6 +103,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _load(args: argparse.Namespace):
     import ldmkit
+    from ldmkit.device import dtype_name
     from ldmkit.errors import ConfigError
     from ldmkit.serve.registry import Registry, ServedModel, model_names
 
@@ -115,6 +116,6 @@ def _load(args: argparse.Namespace):
         pipe = ldmkit.load(path, device=devices[i % len(devices)], use_ema=not args.no_ema,
                            text_encoder=args.text_encoder, dtype=args.dtype)
         served.append(ServedModel(name, pipe))
-        dtype = str(pipe.dtype).replace("torch.", "")
-        print(f"loaded {name}: {path} ({pipe.config.conditioning.kind}, {pipe.device}, {dtype})", flush=True)
+        print(f"loaded {name}: {path} ({pipe.config.conditioning.kind}, {pipe.device}, {dtype_name(pipe.dtype)})",
+              flush=True)
     return Registry(served)

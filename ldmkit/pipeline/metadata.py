@@ -24,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from ldmkit.device import dtype_name
 from ldmkit.errors import DataError
 from ldmkit.version import __version__
 
@@ -38,7 +39,7 @@ def image_metadata(pipe, params: dict, seeds: list[int], index: int, condition: 
                        "checkpoint_sha256": file_sha256(pipe.source), "use_ema": pipe.use_ema,
                        "seed": seeds[index], "batch_seeds": seeds, "batch_index": index,
                        "condition": to_json(condition), **params, "device": pipe.device.type,
-                       "dtype": str(pipe.dtype).replace("torch.", ""),
+                       "dtype": dtype_name(pipe.dtype),
                        **{k: v for k, v in pipe.load_options.items() if v}, **extra})
 
 
