@@ -20,7 +20,10 @@ peak RSS shows that memory stays bounded at twice the size (their model has a ti
 Levers: the dtype (float32, or bfloat16 weights in channels_last: AMX / AVX512-BF16 here);
 DPM++ 2M with Karras sigmas at 15 steps instead of DDIM at 50; guidance only for sigma in
 (0.28, 5.42] (--guidance-interval: the unconditional pass is skipped elsewhere); DeepCache-style
-feature reuse (--cache-interval 3: the whole UNet every 3rd call). diffusers rows: its
+feature reuse (--cache-interval 3: the whole UNet every 3rd call); torch.compile (--compile; not with
+DeepCache, whose partial UNet calls a compiled graph cannot make): its warm-up is the compile, first
+with an empty compile cache (COMPILE_CACHE, emptied by the -cold row), then, in the next process, with
+the code the cold row cached on disk (the -warm row; run it after -cold). diffusers rows: its
 StableDiffusionPipeline (UNet2DConditionModel + AutoencoderKL of the same configs, its own random
 weights; the prompt embeddings are given, so its rows leave out the text encoder, about 0.1 s) with
 DPMSolverMultistepScheduler (Karras sigmas) or DDIM, float32 or bfloat16 channels_last (its fastest
@@ -39,6 +42,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -79,6 +83,8 @@ ROWS = {
     "bf16-dpmpp15k-cache3": ("ldmkit", "bfloat16", "dpmpp_2m", 15, True, None, 3),
     "bf16-dpmpp15k-interval-cache3": ("ldmkit", "bfloat16", "dpmpp_2m", 15, True, INTERVAL, 3),
     "fp32-dpmpp15k-interval-cache3": ("ldmkit", "float32", "dpmpp_2m", 15, True, INTERVAL, 3),
+    "bf16-dpmpp15k-compile-cold": ("ldmkit-compile-cold", "bfloat16", "dpmpp_2m", 15, True, None, None),
+    "bf16-dpmpp15k-compile-warm": ("ldmkit-compile-warm", "bfloat16", "dpmpp_2m", 15, True, None, None),
     "diffusers-fp32-ddim50": ("diffusers", "float32", "ddim", 50, False, None, None),
     "diffusers-bf16-cl-ddim50": ("diffusers", "bfloat16", "ddim", 50, False, None, None),
     "diffusers-bf16-cl-dpmpp15k": ("diffusers", "bfloat16", "dpmpp_2m", 15, True, None, None),
@@ -86,6 +92,7 @@ ROWS = {
     "decode1024-bf16": ("decode", "bfloat16", None, 0, False, None, None),
 }
 EXTRAPOLATE = (2, 6)  # DDIM-50 rows: steps timed, then extrapolated
+COMPILE_CACHE = Path("runs/benchmarks/compile-cache")  # the compiled rows' LDMKIT_COMPILE_CACHE
 
 
 def config(size: dict) -> LDMConfig:
@@ -146,8 +153,12 @@ def timed(fn, device: torch.device) -> float:
 
 
 def run_ldmkit(row: tuple, cfg: LDMConfig, device: torch.device) -> dict:
-    _, dtype, sampler, steps, karras, interval, cache = row
-    pipe = Pipeline(build(cfg, getattr(torch, dtype)), device, dtype=getattr(torch, dtype))
+    impl, dtype, sampler, steps, karras, interval, cache = row
+    compiled = impl.startswith("ldmkit-compile")
+    if impl == "ldmkit-compile-cold":
+        shutil.rmtree(COMPILE_CACHE, ignore_errors=True)
+    os.environ["LDMKIT_COMPILE_CACHE"] = str(COMPILE_CACHE.resolve())
+    pipe = Pipeline(build(cfg, getattr(torch, dtype)), device, dtype=getattr(torch, dtype), compile=compiled)
     rows_called = [0]
     unet = pipe._unet
 
@@ -163,7 +174,9 @@ def run_ldmkit(row: tuple, cfg: LDMConfig, device: torch.device) -> dict:
         return lambda: pipe(steps=n_steps, sampler=sampler, karras=karras, guidance_interval=interval,
                             cache_interval=cache, **common, **kw)
 
-    warm = timed(lambda: pipe(steps=1, sampler="ddim", **common), device)
+    # a 1-step DDIM image; compiled rows: a 2-step image of their own sampler, whose timestep dtype (float for
+    # sigma samplers, int for DDIM) the graphs are specialised to
+    warm = timed(image(2) if compiled else lambda: pipe(steps=1, sampler="ddim", **common), device)
     rows_called[0] = 0
     if sampler == "ddim" and steps == 50:
         short, long = (timed(image(k), device) for k in EXTRAPOLATE)
@@ -243,7 +256,8 @@ def child(args) -> None:
     device = pick_device(args.device)
     cfg = config(QUICK if args.quick else SD)
     row = ROWS[args.row]
-    result = {"ldmkit": run_ldmkit, "diffusers": run_diffusers, "decode": run_decode}[row[0]](row, cfg, device)
+    run = run_ldmkit if row[0].startswith("ldmkit") else {"diffusers": run_diffusers, "decode": run_decode}[row[0]]
+    result = run(row, cfg, device)
     result["peak_gib"] = peak_memory(device)
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -257,7 +271,7 @@ def quality(path: str | None, row: tuple) -> str:
         r = json.loads(line)
         study[(r["setting"], r.get("dtype", "float32"))] = r["fd"]
     impl, dtype, sampler, steps, karras, interval, cache = row
-    if impl != "ldmkit":
+    if not impl.startswith("ldmkit"):
         return "-"
     setting = f"{sampler}:{steps}" + (":k" if karras else "") + (f"+cache{cache}" if cache else "")
     reference = study.get(("ddim:50", "float32"))

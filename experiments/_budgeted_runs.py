@@ -27,7 +27,7 @@ from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 from ldmkit.training.autoencoder import AutoencoderRunConfig, train_autoencoder
 from ldmkit.training.ldm import IDENTITY, LDMRunConfig, load_first_stage, train_ldm
 
-FACTORS = (1, 2, 4, 8, 16)
+FACTORS = (1, 2, 4, 8, 16, 32)
 RESOLUTION = 64
 LDM_CONFIG = "configs/ldm/emoji64-kl-f4.yaml"
 # One UNet for every f: 32 channels, three levels (x1, x2, x4), one ResBlock per level, attention at
@@ -37,6 +37,12 @@ LDM_CONFIG = "configs/ldm/emoji64-kl-f4.yaml"
 # timing here, and at 32 channels LDM-1 still trains at only ~10 images/s on one thread.
 UNET = ["unet.model_channels=32", "unet.channel_mult=[1,2,4]", "unet.num_res_blocks=1",
         "unet.attention_resolutions=[4]", "unet.num_head_channels=32"]
+# LDM-32's 2x2 latent halves only once: two levels (x1, x2), attention at the second (its 1x1).
+UNET_F32 = ["unet.channel_mult=[1,2]", "unet.attention_resolutions=[2]"]
+# The recipe of every budgeted LDM: the main job's (emoji64-kl-f4.yaml: min-SNR-5), but a constant learning
+# rate, since the wall-clock budget, not a step count, ends the run (cosine decay needs the steps; 3e-4 constant
+# with min-SNR-5 is the recipe row `minsnr-const` of docs/results/RECIPE.md).
+RECIPE = ["train.lr=3.0e-4", "train.lr_schedule=constant"]
 NEVER = 1_000_000_000  # steps, checkpoint and image intervals: the time budget always ends the run first
 
 
@@ -88,7 +94,8 @@ def ensure_autoencoder(f: int, args) -> str:
 
 
 def ldm_config(f: int, first_stage: str, args, minutes: float | None) -> LDMRunConfig:
-    overrides = [f"first_stage={first_stage}", *UNET, f"unet.sample_size={RESOLUTION // f}",
+    overrides = [f"first_stage={first_stage}", *UNET, *(UNET_F32 if f == 32 else []), *RECIPE,
+                 f"unet.sample_size={RESOLUTION // f}",
                  f"train.steps={NEVER}", f"train.ckpt_every={NEVER}", f"train.image_every={NEVER}",
                  f"train.keep_last={args.checkpoints + 2}", *args.overrides]
     cfg = load_config(LDMRunConfig, LDM_CONFIG, overrides)

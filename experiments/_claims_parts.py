@@ -38,7 +38,7 @@ from ldmkit.evaluation.reference import reference_dataset
 from ldmkit.training.autoencoder import AutoencoderRunConfig
 
 PREVIEW = 8  # samples per row of the grids
-SAMPLER_NAMES = {"ddim": "DDIM", "plms": "PLMS", "dpmpp_2m": "DPM-Solver++(2M)"}
+SAMPLER_NAMES = {"ddim": "DDIM", "plms": "PLMS", "dpmpp_2m": "DPM-Solver++(2M)", "euler_a": "Euler ancestral"}
 
 
 class PartFile:
@@ -129,7 +129,8 @@ def training_rate(run_dir: Path) -> float | None:
 def part_fig6(args, meta: dict, out: Path, judge: Judge) -> None:
     for f in args.fs:
         settings = {"f": f, "ldm_minutes": args.ldm_minutes, "checkpoints": args.checkpoints, "samples":
-                    args.fd_samples, "steps": args.fd_steps, "ae_minutes": args.ae_minutes, "overrides": args.overrides}
+                    args.fd_samples, "steps": args.fd_steps, "sampler": args.sampler, "ae_minutes": args.ae_minutes,
+                    "overrides": args.overrides}
         part = PartFile(out / f"fig6-f{f}.json", {"part": "fig6", "settings": settings, "meta": meta}, args.redo)
         rows = []
         for k, minutes in enumerate(time_points(args)):
@@ -138,7 +139,8 @@ def part_fig6(args, meta: dict, out: Path, judge: Judge) -> None:
             if part.known(minutes_planned=minutes, checkpoint=str(checkpoint)):
                 continue
             pipe = ldmkit.load(checkpoint, device=str(args.device_))
-            result, preview = measure(pipe, judge, args.fd_samples, args.fd_steps, batch=args.batch, keep=PREVIEW)
+            result, preview = measure(pipe, judge, args.fd_samples, args.fd_steps, args.sampler, batch=args.batch,
+                                      keep=PREVIEW)
             row(preview, rows[-1])
             part.extra = {"model": model_facts(pipe), "train_images_per_second": training_rate(ldm_run(f, args))}
             part.add({"minutes_planned": minutes, **checkpoint_facts(checkpoint), **result})
@@ -176,12 +178,13 @@ def sweep(part: PartFile, pipe, judge: Judge, args, settings: list[dict], label,
 def part_fig7(args, meta: dict, out: Path, judge: Judge) -> None:
     for f in args.fs:
         checkpoint = final_checkpoint(f, args)
-        settings = {"f": f, "samples": args.fig7_samples, "steps": args.fig7_steps, "checkpoint": str(checkpoint)}
+        settings = {"f": f, "samples": args.fig7_samples, "steps": args.fig7_steps, "sampler": args.sampler,
+                    "checkpoint": str(checkpoint)}
         part = PartFile(out / f"fig7-f{f}.json", {"part": "fig7", "settings": settings, "meta": meta}, args.redo)
         pipe = ldmkit.load(checkpoint, device=str(args.device_))
         part.extra = {"model": model_facts(pipe), **checkpoint_facts(checkpoint)}
-        sweep(part, pipe, judge, args, [{"steps": s, "samples": args.fig7_samples} for s in args.fig7_steps],
-              lambda s, f=f: f"f={f}, {s['steps']} DDIM steps", None)
+        grid = [{"steps": s, "samples": args.fig7_samples, "sampler": args.sampler} for s in args.fig7_steps]
+        sweep(part, pipe, judge, args, grid, lambda s, f=f: f"f={f}, {s['steps']} {args.sampler} steps", None)
         part.write()
 
 
@@ -208,13 +211,14 @@ def part_guidance(args, meta: dict, out: Path, judge: Judge) -> None:
     if pipe.config.conditioning.kind != "class":
         raise LdmkitError(f"--class-run {args.class_run} is a '{pipe.config.conditioning.kind}' model, not a "
                           "class-conditional one")
-    settings = {"samples": args.fd_samples, "steps": args.guidance_steps, "scales": args.scales,
-                "checkpoint": str(checkpoint)}
+    settings = {"samples": args.fd_samples, "steps": args.guidance_steps, "sampler": args.sampler,
+                "scales": args.scales, "checkpoint": str(checkpoint)}
     part = PartFile(out / "guidance.json", {"part": "guidance", "settings": settings, "meta": meta}, args.redo)
     facts = checkpoint_facts(checkpoint) if (checkpoint / STATE_FILE).is_file() else {"checkpoint": str(checkpoint)}
     part.extra = {"model": model_facts(pipe), **facts, "conditions": "the label of a random training image per sample"}
     conditions = DataConditions(reference_dataset("openmoji", pipe.config.image_size, "train")[0], pipe)
-    grid = [{"guidance": g, "steps": args.guidance_steps, "samples": args.fd_samples} for g in args.scales]
+    grid = [{"guidance": g, "steps": args.guidance_steps, "samples": args.fd_samples, "sampler": args.sampler}
+            for g in args.scales]
     sweep(part, pipe, judge, args, grid, lambda s: f"guidance {s['guidance']:g}", out / "guidance.png", conditions)
     part.write()
 

@@ -41,6 +41,11 @@ def copy_if_there(source: Path, target: Path) -> bool:
     return target.is_file()
 
 
+def sampler_name(settings: dict) -> str:
+    """The sampler a part's settings name (the first report's parts, which did not record it, used DDIM)."""
+    return SAMPLER_NAMES.get(settings.get("sampler", "ddim"), settings.get("sampler", "ddim"))
+
+
 def floor_of(parts: dict, n: int) -> float | None:
     return parts["floor"].get(str(n), {}).get("fd")
 
@@ -126,10 +131,12 @@ def fig6_section(parts: dict, out: Path, runs: Path) -> str:
     return ("## 2. FD against training time (Fig. 6 analogue)\n\n"
             f"Every LDM trains for {s['ldm_minutes']:g} min of wall-clock time (`train.max_minutes`, one thread, "
             f"latent caching excluded) with the same UNet (32 channels, levels ×1/×2/×4, one ResBlock each, "
-            f"attention at the lowest level; LDM-16's 4×4 latent reaches 1×1 there, which is valid) and stops for "
-            f"a checkpoint at {s['checkpoints']} evenly spaced times. FD-EffNet of {s['samples']} samples "
-            f"(DDIM, {s['steps']} steps, EMA weights) at each checkpoint; the x axis is the training time stored "
-            f"in the checkpoint.\n\n![FD against training time](fig6.png)\n\n"
+            f"attention at the lowest level; LDM-16's 4×4 latent reaches 1×1 there, which is valid; LDM-32's 2×2 "
+            f"latent has the first two levels only), the training recipe of `experiments/_budgeted_runs.py` "
+            f"(overrides: {', '.join(s.get('overrides') or []) or 'none'}) and stops for a checkpoint at "
+            f"{s['checkpoints']} evenly spaced times. FD-EffNet of {s['samples']} samples "
+            f"({sampler_name(s)}, {s['steps']} steps, EMA weights) at each checkpoint; the x axis is the training "
+            f"time stored in the checkpoint.\n\n![FD against training time](fig6.png)\n\n"
             + table(["f", "latent", "UNet (M params)", "train img/s", "steps in budget",
                      *[f"FD @ {m:g} min" for m in marks], "KID at the end"], rows)
             + f"\nSamples (seeds 0–7), a row per checkpoint, earliest on top:\n\n{grids}\n\n")
@@ -146,10 +153,11 @@ def fig7_section(parts: dict, out: Path) -> str:
              f"{p['kid']:.4f} ± {p['kid_std']:.4f}"] for d in runs7 for p in sorted(d["points"],
                                                                                    key=lambda p: p["steps"])]
     return ("## 3. FD against sampling throughput (Fig. 7 analogue)\n\n"
-            f"The final checkpoint of each LDM-f; {n} samples per point, DDIM; throughput = images per second of "
+            f"The final checkpoint of each LDM-f; {n} samples per point, {sampler_name(runs7[0]['settings'])}; "
+            "throughput = images per second of "
             f"sampling and decoding (batches of {runs7[0]['points'][0]['batch']}, one thread; the feature network "
             "not counted).\n\n![FD against throughput](fig7.png)\n\n"
-            + table(["f", "DDIM steps", "images/s", "FD-EffNet", "KID-EffNet"], rows) + "\n")
+            + table(["f", "steps", "images/s", "FD-EffNet", "KID-EffNet"], rows) + "\n")
 
 
 def samplers_section(parts: dict, out: Path) -> str:
@@ -180,7 +188,8 @@ def guidance_section(parts: dict, out: Path, runs: Path) -> str:
              num(p["recall"], 3), num(p["images_per_second"], 2)] for p in points]
     return ("## 5. Classifier-free guidance\n\n"
             f"The class-conditional model `{d['settings']['checkpoint']}` (step {d.get('step', '–')}); "
-            f"{d['settings']['samples']} samples per scale, DDIM {d['settings']['steps']} steps, each sample "
+            f"{d['settings']['samples']} samples per scale, {sampler_name(d['settings'])} {d['settings']['steps']} "
+            "steps, each sample "
             "conditioned on the class of a random training image (as the reference).\n\n"
             "![FD against guidance](guidance.png)\n\n"
             + table(["scale", "FD-EffNet", "KID-EffNet", "precision", "recall", "images/s"], rows)

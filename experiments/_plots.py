@@ -66,7 +66,7 @@ def fd_against_time(series: dict[int, list[dict]], floor: float | None, path: Pa
 
 
 def fd_against_throughput(series: dict[int, list[dict]], floor: float | None, path: Path) -> Path:
-    """Fig. 7: FD-EffNet against images/s (sampler + decoder) over DDIM step counts, a line per f."""
+    """Fig. 7: FD-EffNet against images/s (sampler + decoder) over sampler step counts, a line per f."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for f, points in sorted(series.items()):
         points = sorted(points, key=lambda p: p["steps"])
@@ -75,7 +75,7 @@ def fd_against_throughput(series: dict[int, list[dict]], floor: float | None, pa
         for p, xi, yi in zip(points, x, y):
             ax.annotate(str(p["steps"]), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set(xlabel="throughput (images/s, sampler + decoder, 1 CPU thread)", ylabel="FD-EffNet",
-           title="FD against sampling speed (labels: DDIM steps)")
+           title="FD against sampling speed (labels: sampler steps)")
     everything = [p for points in series.values() for p in points]
     fds = [p["fd"] for p in everything]
     _log_if_wide(ax, "x", [p["images_per_second"] for p in everything])

@@ -19,7 +19,7 @@ and measures, in the feature space of ImageNet EfficientNet-Lite0 (1280-d pooled
 Runs live in RUNS/class-emoji64 and RUNS/text-emoji64: a run with a checkpoint is loaded, one
 without is trained first (with --set overrides applied to both configs; `--first-stage identity`
 gives pixel-space models). Results: a Markdown table on stdout, a JSON file (default
-RUNS/faithfulness.json) and sample grids next to it.
+RUNS/faithfulness.json: a list of results per task, one per --guidance) and sample grids next to it.
 
 A run trained on some classes only (`--set "data.classes=[food & drink, animals & nature]"`) is
 measured on those classes: its gallery holds their images only, and chance is 5 / that size.
@@ -93,7 +93,7 @@ def fit_probe(features: torch.Tensor, labels: torch.Tensor, weight_decay: float 
 
 
 @torch.no_grad()
-def generate(pipe, conditions: list, args) -> torch.Tensor:
+def generate(pipe, conditions: list, args, guidance: float) -> torch.Tensor:
     """(n, 3, H, W) samples in [-1, 1], sample i drawn from seed i with conditions[i] (a class or a caption)."""
     from ldmkit.pipeline import conditions as user_conditions
 
@@ -103,20 +103,20 @@ def generate(pipe, conditions: list, args) -> torch.Tensor:
         return user_conditions.tensors(cfg, user_conditions.items(cfg, list(conditions[s]), s.stop - s.start))
 
     return torch.cat([pipe.decode(pipe.latents(list(range(s.start, s.stop)), cond(s), args.steps,
-                                               args.sampler, guidance=args.guidance)).cpu().float().clamp(-1, 1)
+                                               args.sampler, guidance=guidance)).cpu().float().clamp(-1, 1)
                       for s in batches(len(conditions), args.batch)])
 
 
-def evaluate_class(pipe, train: Data, val: Data, network, args) -> tuple[dict, torch.Tensor]:
+def evaluate_class(pipe, train: Data, val: Data, network, args, guidance: float) -> tuple[dict, torch.Tensor]:
     classify = fit_probe(train.features, train.labels)
     wanted = torch.arange(len(CLASS_NAMES)).repeat_interleave(args.per_class)  # (n,) class-major
-    samples = generate(pipe, wanted.tolist(), args)
+    samples = generate(pipe, wanted.tolist(), args, guidance)
     predicted = classify(image_features(samples, network, FEATURE_BATCH, pipe.device).features)
     val_predicted = classify(val.features)
     majority = int(torch.bincount(train.labels).argmax())
     per_class = [float((predicted[wanted == c] == c).float().mean()) for c in range(len(CLASS_NAMES))]
     results = {
-        "samples": len(wanted), "guidance": args.guidance,
+        "samples": len(wanted), "guidance": guidance,
         "sample_accuracy": float((predicted == wanted).float().mean()),
         "sample_chance": 1 / len(CLASS_NAMES),
         "sample_accuracy_per_class": dict(zip(CLASS_NAMES, per_class)),
@@ -131,7 +131,7 @@ def evaluate_class(pipe, train: Data, val: Data, network, args) -> tuple[dict, t
     return results, grid
 
 
-def evaluate_text(pipe, train: Data, val: Data, network, args) -> tuple[dict, torch.Tensor]:
+def evaluate_text(pipe, train: Data, val: Data, network, args, guidance: float) -> tuple[dict, torch.Tensor]:
     train_rows, val_rows = spread(args.prompts, len(train.captions)), spread(args.prompts, len(val.captions))
     # the gallery: every training image, then the validation images of the validation prompts
     gallery = F.normalize(torch.cat([train.features, val.features[val_rows]]), dim=1)  # (G, 1280)
@@ -146,10 +146,10 @@ def evaluate_text(pipe, train: Data, val: Data, network, args) -> tuple[dict, to
         return val.images[row], val.captions[row]
 
     results, grids = {"gallery": gallery.shape[0], "chance_top5": TOP_K / gallery.shape[0],
-                      "guidance": args.guidance}, []
+                      "guidance": guidance}, []
     for split in args.prompt_splits:
         captions, own = prompts[split]  # own[i]: gallery row of the emoji named by captions[i]
-        samples = generate(pipe, captions, args)
+        samples = generate(pipe, captions, args, guidance)
         feats = F.normalize(image_features(samples, network, FEATURE_BATCH, pipe.device).features, dim=1)
         nearest = (feats @ gallery.T).topk(TOP_K, dim=1).indices  # (n, 5) gallery rows, nearest first
         other = own.roll(-1)  # the control: the emoji of the next prompt
@@ -168,14 +168,13 @@ def evaluate_text(pipe, train: Data, val: Data, network, args) -> tuple[dict, to
 
 def table(report: dict) -> str:
     rows = ["| task | measure | value | chance |", "|---|---|---|---|"]
-    if "class" in report:
-        c = report["class"]
+    for c in report.get("class", [])[:1]:
         rows += [f"| class | linear probe on real validation images (its own accuracy) | "
-                 f"{c['probe_val_accuracy']:.3f} | {c['val_majority_rate']:.3f} (majority class) |",
-                 f"| class | probe accuracy on {c['samples']} samples, guidance {c['guidance']:g} | "
+                 f"{c['probe_val_accuracy']:.3f} | {c['val_majority_rate']:.3f} (majority class) |"]
+    for c in report.get("class", []):
+        rows += [f"| class | probe accuracy on {c['samples']} samples, guidance {c['guidance']:g} | "
                  f"{c['sample_accuracy']:.3f} | {c['sample_chance']:.3f} (1/10 = majority rate of the samples) |"]
-    if "text" in report:
-        t = report["text"]
+    for t in report.get("text", []):
         for split in ("train", "val"):
             if split in t:
                 r = t[split]
@@ -189,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_run_arguments(p)
     p.add_argument("--tasks", nargs="+", default=["class", "text"], choices=["class", "text"])
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    p.add_argument("--guidance", type=float, nargs="+", default=[3.0],
+                   help="classifier-free guidance scale; several values are each measured on the same seeds")
     p.add_argument("--per-class", type=int, default=10, help="class-conditional samples per class")
     p.add_argument("--prompts", type=int, default=100, help="text prompts per split (evenly spread captions)")
     p.add_argument("--prompt-splits", nargs="+", default=["train", "val"], choices=["train", "val"])
@@ -208,14 +208,18 @@ def main(argv: list[str] | None = None) -> int:
         resolution, classes = key = pipe.config.image_size, run_config(CONFIGS[task], args).data.classes
         if key not in data:
             data[key] = [Data(resolution, split, network, device, classes) for split in ("train", "val")]
-        start = time.perf_counter()
         evaluate = evaluate_class if task == "class" else evaluate_text
-        report[task], grid = evaluate(pipe, *data[key], network, args)
-        report[task]["classes"] = list(classes) or "all"
-        report[task]["eval_seconds"] = round(time.perf_counter() - start, 1)
-        make_grid(grid, nrow=min(8, args.per_class) if task == "class" else 8).save(
-            out.with_name(f"{out.stem}_{task}.png"))
-        print(json.dumps({task: report[task]}, indent=1), flush=True)
+        report[task] = []
+        for guidance in args.guidance:
+            start = time.perf_counter()
+            result, grid = evaluate(pipe, *data[key], network, args, guidance)
+            result["classes"] = list(classes) or "all"
+            result["eval_seconds"] = round(time.perf_counter() - start, 1)
+            report[task].append(result)
+            suffix = "" if len(args.guidance) == 1 else f"_g{guidance:g}"
+            make_grid(grid, nrow=min(8, args.per_class) if task == "class" else 8).save(
+                out.with_name(f"{out.stem}_{task}{suffix}.png"))
+            print(json.dumps({task: result}, indent=1), flush=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(table(report))
     print(f"wrote {out}")

@@ -6,10 +6,10 @@ Parts (`--parts`, default all; `report` alone only rebuilds the report):
             validation images: PSNR, SSIM, perceptual distance, rFD/rKID (reconstructions vs originals).
   fig6      Fig. 6 analogue: LDM-f for f in --fs, one UNet for all (experiments/_budgeted_runs.py), each
             trained for --ldm-minutes and stopped for a checkpoint at --checkpoints evenly spaced times;
-            FD-EffNet and KID of --fd-samples samples (DDIM, --fd-steps) at every checkpoint.
+            FD-EffNet and KID of --fd-samples samples (--sampler, --fd-steps) at every checkpoint.
   fig7      Fig. 7 analogue: each final LDM-f, FD-EffNet against sampling throughput (sampler + decoder,
-            images/s) for DDIM steps --fig7-steps.
-  samplers  FD against steps for DDIM, PLMS and DPM-Solver++(2M) on the final LDM-4 (--sampler-f).
+            images/s) for --sampler steps --fig7-steps.
+  samplers  FD against steps for DDIM, PLMS, DPM-Solver++(2M) and Euler ancestral on the final LDM-4 (--sampler-f).
   guidance  FD against the classifier-free guidance scale of the class-conditional model --class-run.
 Samples are compared with the 64 px training split (cached EfficientNet-Lite0 statistics; FD-EffNet is
 not FID). Each part writes JSON under --runs; every invocation ends by rebuilding --report-dir/REPORT.md
@@ -58,6 +58,7 @@ from ldmkit.device import pick_device
 from ldmkit.errors import LdmkitError
 from ldmkit.evaluation import build_feature_network, image_features
 from ldmkit.pipeline.generate import Pipeline
+from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 PARTS = ("recon", "fig6", "fig7", "samplers", "guidance")
 
@@ -75,15 +76,17 @@ def arguments() -> argparse.ArgumentParser:
     p.add_argument("--ldm-minutes", type=float, default=8.0, help="training budget of every LDM")
     p.add_argument("--checkpoints", type=int, default=4, help="evaluated checkpoints per LDM, evenly spaced in time")
     p.add_argument("--fd-samples", type=int, default=200, help="samples per FD (fig6, samplers, guidance)")
-    p.add_argument("--fd-steps", type=int, default=20, help="DDIM steps of fig6")
-    p.add_argument("--fig7-steps", nargs="+", type=int, default=[10, 20, 50, 100, 200])
+    p.add_argument("--sampler", default=DEFAULT_SAMPLER, help="sampler of fig6, fig7 and guidance (default: "
+                   "%(default)s, ldmkit's default; ddim was the first report's)")
+    p.add_argument("--fd-steps", type=int, default=DEFAULT_STEPS, help="sampler steps of fig6")
+    p.add_argument("--fig7-steps", nargs="+", type=int, default=[10, 20, 30, 50, 100])
     p.add_argument("--fig7-samples", type=int, default=64, help="samples per FD of fig7 (LDM-1 at 200 steps: "
                    "~10 min for 64)")
     p.add_argument("--sampler-steps", nargs="+", type=int, default=[5, 10, 20, 50])
     p.add_argument("--sampler-f", type=int, default=4, choices=FACTORS, help="the LDM of the samplers part")
     p.add_argument("--class-run", default="runs/class-emoji64", help="class-conditional LDM for the guidance part")
     p.add_argument("--scales", nargs="+", type=float, default=[1.0, 1.5, 2.0, 3.0, 5.0, 8.0])
-    p.add_argument("--guidance-steps", type=int, default=20, help="DDIM steps of the guidance part")
+    p.add_argument("--guidance-steps", type=int, default=DEFAULT_STEPS, help="sampler steps of the guidance part")
     p.add_argument("--batch", type=int, default=25, help="images sampled at a time")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every LDM of fig6, e.g. --set train.lr=2e-4")

@@ -38,15 +38,20 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    "local CLIP folder (diffusers folders carry their own text_encoder/ and tokenizer/)")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    add_dtype_argument(p)
+    add_fast_path_arguments(p)
 
 
-def add_dtype_argument(p: argparse.ArgumentParser) -> None:
+def add_fast_path_arguments(p: argparse.ArgumentParser) -> None:
+    """--dtype and --compile: how the loaded model runs (ldmkit/fast/inference.py)."""
     from ldmkit.device import DTYPE_CHOICES
 
     p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
                    help="inference precision; auto (default): bfloat16 where the CPU (AMX, AVX512-BF16) or GPU "
                         "multiplies it natively, else float32 (the reference; docs/benchmarks.md shows the difference)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the UNet and decoder: the first run of each batch and image size compiles "
+                        "(a minute at SD size), later processes reuse the compiled code cached on disk "
+                        "(LDMKIT_COMPILE_CACHE, default ~/.cache/ldmkit/torch-compile)")
 
 
 def add_lora_argument(p: argparse.ArgumentParser) -> None:
@@ -82,14 +87,34 @@ def shortcut_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"karras": args.karras, "guidance_interval": interval, "cache_interval": args.cache_interval}
 
 
+def record_lora(image, specs: list[str]) -> None:
+    """Add the --lora adapters (files, sha256, weights) to an image's parameters, for --from-png."""
+    import json
+
+    from ldmkit.lora.files import parse_spec, resolve_adapter_file
+    from ldmkit.pipeline.metadata import PNG_KEY, file_sha256
+
+    params = json.loads(image.info[PNG_KEY])
+    params["lora"] = []
+    for path, weight in map(parse_spec, specs):
+        file = resolve_adapter_file(path).resolve()
+        params["lora"].append({"file": str(file), "sha256": file_sha256(file), "weight": weight})
+    image.info[PNG_KEY] = json.dumps(params)
+
+
 def load_model(args: argparse.Namespace, path: str, device: str | None = None, dtype=None):
     """The Pipeline of the model at `path` with the command's loading options (and --lora adapters)."""
     import ldmkit
     from ldmkit.lora import parse_spec
 
     lora = [parse_spec(text) for text in getattr(args, "lora", None) or []]
+    if args.compile:
+        from ldmkit.fast.inference import compile_cache_dir
+
+        print(f"--compile: the first batch of each size compiles (minutes at SD size) unless an earlier process "
+              f"cached it in {compile_cache_dir()}", flush=True)
     return ldmkit.load(path, device=device or args.device, use_ema=not args.no_ema, config=args.config,
-                       text_encoder=args.text_encoder, lora=lora, dtype=dtype or args.dtype)
+                       text_encoder=args.text_encoder, lora=lora, dtype=dtype or args.dtype, compile=args.compile)
 
 
 def precision_note(args: argparse.Namespace, pipe) -> str:

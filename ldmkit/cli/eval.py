@@ -12,11 +12,13 @@ every 4th seed; torchrun's parser rejects `--n` as an ambiguous abbreviation of 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
 
 from ldmkit.cli.common import (
+    add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
     add_shortcut_arguments,
@@ -50,6 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--kid-subset-size", type=int, default=1000)
     add_model_arguments(p)
+    add_lora_argument(p)
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval/<features>-n<N>-<sampler>...)")
 
 
@@ -81,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.evaluation.sample_quality import markdown_table, sample_metrics
     from ldmkit.interop.compvis import find_original_pair
     from ldmkit.interop.foreign_models import find_diffusers_pipeline
+    from ldmkit.lora import parse_spec
     from ldmkit.training.distributed import setup_distributed, teardown_distributed
 
     diffusers_folder = find_diffusers_pipeline(args.checkpoint)
@@ -98,11 +102,13 @@ def run(args: argparse.Namespace) -> int:
     tag += "-karras" * args.karras + (f"-cache{args.cache_interval}" if args.cache_interval else "")
     tag += f"-interval{args.guidance_interval[0]:g}-{args.guidance_interval[1]:g}" if args.guidance_interval else ""
     tag += "" if args.dtype == "auto" else f"-{args.dtype}"
+    tag += f"-lora-{hashlib.sha256(' '.join(args.lora).encode()).hexdigest()[:8]}" if args.lora else ""
     out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
     try:  # every input is checked (and the reference's statistics computed) before the first sample
-        pipe = ldmkit.load(model_file, device=str(ctx.device), use_ema=not args.no_ema,
-                           config=config, text_encoder=args.text_encoder, dtype=args.dtype)
+        lora = [parse_spec(text) for text in args.lora or []]
+        pipe = ldmkit.load(model_file, device=str(ctx.device), use_ema=not args.no_ema, config=config,
+                           text_encoder=args.text_encoder, dtype=args.dtype, compile=args.compile, lora=lora)
         shortcuts = shortcut_options(args)
         pipe.check(args.steps, args.sampler, args.guidance, args.eta, **shortcuts)
         resolution = pipe.config.image_size
@@ -139,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 "eta": args.eta, "guidance": args.guidance, "seed": args.seed, **shortcuts,
                 "conditions_from": None if conditions is None else str(source),
                 "processes": ctx.world_size, "device": ctx.device.type,
-                "dtype": dtype_name(pipe.dtype), "sampling_seconds": round(sampling_s, 1)}
+                "dtype": dtype_name(pipe.dtype), "lora": args.lora or [], "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}
     table = markdown_table(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")

@@ -12,10 +12,12 @@ import argparse
 from pathlib import Path
 
 from ldmkit.cli.common import (
+    add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
     load_model,
     precision_note,
+    record_lora,
     sampling_options,
 )
 from ldmkit.cli.upscale import output_path
@@ -28,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="runs/inpaint-emoji64",
                    help="inpainting LDM: run folder, checkpoint folder or model file (default: %(default)s)")
     add_model_arguments(p)
+    add_lora_argument(p)
     add_sampling_arguments(p)
 
 
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = {name: str(Path(file).resolve()) for name, file in (("image", args.image), ("mask", args.mask))}
     inputs.update({f"{name}_sha256": file_sha256(file) for name, file in (("image", args.image), ("mask", args.mask))})
     result = inpaint(pipe, image, mask, inputs=inputs, **sampling_options(args))
+    if args.lora:
+        record_lora(result, args.lora)
     save_png(result, path)
     print(f"filled {args.image} where {args.mask} is white: {path}{precision_note(args, pipe)}")
     return 0

@@ -17,6 +17,7 @@ from ldmkit.cli.common import (
     load_model,
     output_folder,
     precision_note,
+    record_lora,
     sampling_options,
     shortcut_options,
 )
@@ -150,21 +151,6 @@ def regenerate(args: argparse.Namespace) -> int:
     save_png(images[index], path)
     print(f"regenerated: {path}")
     return 0
-
-
-def record_lora(image, specs: list[str]) -> None:
-    """Add the --lora adapters (files, sha256, weights) to an image's parameters, for --from-png."""
-    import json
-
-    from ldmkit.lora.files import parse_spec, resolve_adapter_file
-    from ldmkit.pipeline.metadata import PNG_KEY, file_sha256
-
-    params = json.loads(image.info[PNG_KEY])
-    params["lora"] = []
-    for path, weight in map(parse_spec, specs):
-        file = resolve_adapter_file(path).resolve()
-        params["lora"].append({"file": str(file), "sha256": file_sha256(file), "weight": weight})
-    image.info[PNG_KEY] = json.dumps(params)
 
 
 def recorded_lora(params: dict) -> list[str]:

@@ -11,7 +11,7 @@ import argparse
 import os
 import socket
 
-from ldmkit.cli.common import add_dtype_argument
+from ldmkit.cli.common import add_fast_path_arguments
 
 LOOPBACK_HELP = "address to listen on (default: %(default)s, this machine only); any other needs --token or --no-auth"
 
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                     "https://example.org (default: none)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N for all models, or one per model "
                                                     "separated by commas; one worker runs the jobs of each device")
-    add_dtype_argument(p)
+    add_fast_path_arguments(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
     p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
     p.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; past it: 503 (default: "
@@ -114,7 +114,7 @@ def _load(args: argparse.Namespace):
     served = []
     for i, (name, path) in enumerate(named):
         pipe = ldmkit.load(path, device=devices[i % len(devices)], use_ema=not args.no_ema,
-                           text_encoder=args.text_encoder, dtype=args.dtype)
+                           text_encoder=args.text_encoder, dtype=args.dtype, compile=args.compile)
         served.append(ServedModel(name, pipe))
         print(f"loaded {name}: {path} ({pipe.config.conditioning.kind}, {pipe.device}, {dtype_name(pipe.dtype)})",
               flush=True)

@@ -11,10 +11,12 @@ import argparse
 from pathlib import Path
 
 from ldmkit.cli.common import (
+    add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
     load_model,
     precision_note,
+    record_lora,
     sampling_options,
 )
 
@@ -25,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="runs/sr-emoji64",
                    help="super-resolution LDM: run folder, checkpoint folder or model file (default: %(default)s)")
     add_model_arguments(p)
+    add_lora_argument(p)
     add_sampling_arguments(p)
     p.add_argument("--tile", type=int, default=64, help="tile side in input pixels; larger inputs are tiled")
     p.add_argument("--overlap", type=int, default=16, help="overlap of neighbouring tiles in input pixels")
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = {"image": str(Path(args.image).resolve()), "image_sha256": file_sha256(args.image)}
     result = upscale(pipe, image, tile=args.tile, overlap=args.overlap, color_fix=not args.no_color_fix,
                      inputs=inputs, **sampling_options(args))
+    if args.lora:
+        record_lora(result, args.lora)
     save_png(result, path)
     print(f"{image.width}x{image.height} -> {result.width}x{result.height}: {path}{precision_note(args, pipe)}")
     return 0

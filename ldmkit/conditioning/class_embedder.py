@@ -1,9 +1,12 @@
 """Class labels as one context token: the paper's ClassEmbedder for class-conditional LDMs.
 
-tau(y) = embedding[y] as a (B, 1, D) token the UNet cross-attends to. The unconditional ("null")
-class used for classifier-free guidance is one more learned row (index num_classes) by default;
-CompVis checkpoints use a row of their own table instead (`ClassConfig.null_index`). The table is
-`embedding.weight`, as in CompVis, so their `cond_stage_model.embedding.weight` loads by name.
+tau(y) = embedding[y] as a (B, 1, D) token the UNet cross-attends to. With
+`ClassConfig.injection = "timestep"` the labels go to the UNet as they are ("y": its label_emb
+adds a learned vector to the timestep embedding, ADM-style) and this module holds no table.
+The unconditional ("null") class used for classifier-free guidance is one more learned row (index
+num_classes) by default; CompVis checkpoints use a row of their own table instead
+(`ClassConfig.null_index`). The table is `embedding.weight`, as in CompVis, so their
+`cond_stage_model.embedding.weight` loads by name.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ class ClassEmbedder(Conditioner):
     def __init__(self, cfg: ClassConfig):
         super().__init__()
         self.rows, self.null_label = cfg.rows, cfg.null_label
-        self.embedding = nn.Embedding(cfg.rows, cfg.embed_dim)
+        self.to_timestep = cfg.injection == "timestep"
+        if not self.to_timestep:
+            self.embedding = nn.Embedding(cfg.rows, cfg.embed_dim)
 
     def forward(self, labels: torch.Tensor, encode: Encode | None = None) -> Conditioning:
         if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.is_floating_point() \
@@ -32,6 +37,8 @@ class ClassEmbedder(Conditioner):
                             f"{' of shape ' + str(tuple(labels.shape)) if isinstance(labels, torch.Tensor) else ''}")
         if bool(((labels < 0) | (labels >= self.rows)).any()):
             raise DataError(f"class labels must be in [0, {self.rows}), got {sorted(set(labels.tolist()))}")
+        if self.to_timestep:
+            return {"y": labels.to(torch.int64)}  # (B,): the UNet's label_emb reads them
         weight = self.embedding.weight
         return {"context": self.embedding(labels.to(weight.device, torch.int64))[:, None]}  # (B, 1, D)
 

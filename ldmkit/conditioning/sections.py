@@ -17,9 +17,17 @@ class ClassConfig:
     # extra row (CompVis checkpoints: the last of n_classes rows, e.g. 1000 of 1001).
     null_index: int | None = None
     names: tuple[str, ...] = ()  # class names, so that sampling can ask for a class by name (filled by training)
+    # Where the class enters the UNet. cross_attention: one context token (the paper's ClassEmbedder);
+    # timestep: a learned vector added to the timestep embedding, so every ResBlock reads it (ADM's
+    # class conditioning, diffusers' num_class_embeds): the table is the UNet's label_emb, which needs
+    # unet.num_classes = the rows (classes + null row), and embed_dim is unused.
+    injection: Literal["cross_attention", "timestep"] = "cross_attention"
 
     def __post_init__(self):
         object.__setattr__(self, "names", tuple(self.names))
+        if self.injection not in ("cross_attention", "timestep"):
+            raise ConfigError(f"conditioning.class_label.injection {self.injection!r} is unknown; use "
+                              "cross_attention (a context token) or timestep (added to the timestep embedding)")
         if self.names and len(self.names) != self.num_classes:
             raise ConfigError(f"conditioning.class_label.names has {len(self.names)} names for "
                               f"{self.num_classes} classes; give one per class or none")

@@ -76,3 +76,32 @@ def build_dataset(cfg: DataConfig, split: str, augment: bool | None = None) -> D
 
     return ImageFolderDataset(cfg.path, cfg.resolution, split, crop=cfg.crop if augment else "center",
                               flip=cfg.flip and augment, val_fraction=cfg.val_fraction)
+
+
+def data_fingerprint(cfg: DataConfig) -> str:
+    """What identifies the files a user's dataset reads now: a digest of their names, sizes and modification
+    times (an edited, added or removed image, caption, label map or shard changes it). "" for the data shipped
+    in packages (OpenMoji, the emoji scenes), which their versions identify. Caches key on it."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    if cfg.dataset in ("openmoji", "scenes"):
+        return ""
+    if cfg.dataset == "webdataset":
+        from ldmkit.data.webdataset import expand_shards
+
+        files = [Path(p) for p in expand_shards(cfg.path)]
+    else:
+        roots = [Path(p).expanduser() for p in (cfg.path, cfg.label_maps, cfg.annotations) if p]
+        files = []
+        for root in roots:
+            if root.is_file():
+                files.append(root)
+            for folder, _, names in os.walk(root):
+                files += [Path(folder) / name for name in names if not name.startswith(".")]
+    listing = hashlib.sha1()
+    for path in sorted(files):
+        stat = path.stat() if path.exists() else None
+        listing.update(f"{path}:{stat and stat.st_size}:{stat and stat.st_mtime_ns}\n".encode())
+    return f"{len(files)} files, sha1 {listing.hexdigest()[:16]}"

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, Subset
 
 from ldmkit import paths
 from ldmkit.checkpoint import atomic_path
-from ldmkit.data.config import DataConfig, build_dataset
+from ldmkit.data.config import DataConfig, build_dataset, data_fingerprint
 from ldmkit.data.loader import eval_loader
 from ldmkit.errors import ConfigError, DataError
 from ldmkit.evaluation.feature_networks import FeatureNetwork
@@ -123,11 +123,8 @@ def reference_dataset(ref: str, resolution: int, split: str = "train") -> tuple[
         raise ConfigError(f"reference {ref!r} is neither 'openmoji', an image folder, nor a .npz of statistics")
     dataset = build_dataset(DataConfig(dataset="folder", path=str(folder.resolve()), resolution=resolution),
                             split, augment=False)
-    listing = hashlib.sha1()
-    for relative in dataset.files:  # names and sizes: an edited, added or removed file changes the key
-        listing.update(f"{relative.as_posix()}:{(dataset.root / relative).stat().st_size}\n".encode())
     return dataset, {"dataset": "folder", "path": str(folder.resolve()),
-                     "files": f"{len(dataset.files)} files, sha1 {listing.hexdigest()[:16]}"}
+                     "files": data_fingerprint(DataConfig(dataset="folder", path=str(folder.resolve())))}
 
 
 def cache_file(key: dict, cache_dir: str | Path | None = None) -> Path:

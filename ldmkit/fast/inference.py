@@ -17,6 +17,9 @@
                           use). On CPU with inductor weight freezing: the weights become constants of the
                           compiled graph, prepacked once, which removes the weight re-layout eager oneDNN
                           convolutions repeat on every call. The model must not change afterwards.
+                          The compiled code is cached on disk (compile_cache_dir()), so only the first
+                          process on a machine pays the full compile of a shape; later ones trace the
+                          model again and load the rest (benchmarks/sd_cpu.py times both).
 
 bfloat16 has an 8-bit mantissa: its images differ from the float32 ones by about 1e-3 to 1e-2 (measured on
 random-weight test models: see tests/fast/test_inference.py); compile alone keeps float32 results
@@ -25,11 +28,14 @@ to float tolerance. `float32` is the default and the reference.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from ldmkit.errors import ConfigError
 from ldmkit.fast.attention import use_fast_attention
 from ldmkit.fast.inplace import use_inplace_blocks
 from ldmkit.fast.winograd import use_winograd
@@ -37,8 +43,26 @@ from ldmkit.fast.winograd import use_winograd
 Fn = Callable[..., torch.Tensor]
 
 
+def compile_cache_dir() -> Path:
+    """Where torch.compile keeps its compiled code between processes: $LDMKIT_COMPILE_CACHE, else an explicit
+    $TORCHINDUCTOR_CACHE_DIR, else ~/.cache/ldmkit/torch-compile (torch's own default, /tmp/torchinductor_USER,
+    does not survive a reboot)."""
+    chosen = os.environ.get("LDMKIT_COMPILE_CACHE") or os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen:
+        return Path(chosen)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ldmkit" / "torch-compile"
+
+
 def compile_for_inference(module: nn.Module | Fn, device: torch.device) -> Fn:
-    """torch.compile for repeated inference calls at fixed shapes (weight freezing on CPU)."""
+    """torch.compile for repeated inference calls at fixed shapes (weight freezing on CPU), its compiled code
+    cached in compile_cache_dir()."""
+    cache = compile_cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the compile cache {cache}: {err.strerror}; set LDMKIT_COMPILE_CACHE to "
+                          "a writable folder") from err
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)  # read by inductor when it compiles
     options = {"freezing": True} if device.type == "cpu" else None
     return torch.compile(module, dynamic=False, options=options)
 

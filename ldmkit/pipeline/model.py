@@ -45,6 +45,7 @@ class LDMConfig:
             raise ConfigError(f"unet.in_channels is {self.unet.in_channels}, but the first stage's {latent} latent "
                               f"channels plus the {expected - latent} channels the '{self.conditioning.kind}' "
                               f"condition concatenates make {expected}; set unet.in_channels={expected}")
+        self._check_class_injection()
         semantic = self.conditioning.semantic
         uses_maps = "semantic" in (self.conditioning.kind, self.conditioning.hybrid)
         if uses_maps and semantic.factor != self.first_stage.downsample_factor:
@@ -57,6 +58,21 @@ class LDMConfig:
                               f"(first-stage f x UNet size multiple)")
         if self.scale_factor <= 0:
             raise ConfigError(f"scale_factor must be positive, got {self.scale_factor}")
+
+
+    def _check_class_injection(self):
+        """unet.num_classes (a table added to the timestep embedding) exists exactly when class labels go there."""
+        cond = self.conditioning
+        labels = cond.class_label
+        to_timestep = cond.kind == "class" and labels.injection == "timestep"
+        if to_timestep and self.unet.num_classes != labels.rows:
+            raise ConfigError(f"conditioning.class_label.injection is timestep, so the UNet's class table needs "
+                              f"one row per class and the null row: set unet.num_classes={labels.rows} "
+                              f"(now {self.unet.num_classes})")
+        if self.unet.num_classes is not None and not to_timestep:
+            raise ConfigError(f"unet.num_classes is {self.unet.num_classes}, but no class labels reach the "
+                              "timestep embedding; set conditioning.kind: class with class_label.injection: "
+                              "timestep, or unet.num_classes: null")
 
 
 class LatentDiffusion(nn.Module):

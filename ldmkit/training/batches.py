@@ -33,10 +33,8 @@ class LatentBatches:
         self.cached = cfg.latent_cache and first_stage.config.kind != "identity" and views > 0
         if self.cached:
             folder = cache_folder(first_stage, cfg.data, store_images, views)
-            if ctx.is_main:
-                build_latent_cache(first_stage, cfg.data, ctx.device, folder=folder, store_images=store_images,
-                                   views=views)
-            ctx.barrier()
+            ctx.on_main(lambda: build_latent_cache(first_stage, cfg.data, ctx.device, folder=folder,
+                                                   store_images=store_images, views=views))
             dataset = LatentCacheDataset(folder)
         else:
             dataset = build_dataset(cfg.data, "train")

@@ -8,12 +8,17 @@ GPU. Rank 0 alone logs and saves; data is sharded by rank (see `EpochSampler`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from ldmkit.device import pick_device
+from ldmkit.errors import LdmkitError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,25 @@ class Distributed:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def on_main(self, fn: Callable[[], T]) -> T | None:
+        """fn() on rank 0 while the other ranks wait (its result on rank 0, None elsewhere). An error there ends
+        every rank, the others with one line that names it, instead of leaving them at a barrier until the
+        process group times out."""
+        error, result = None, None
+        if self.is_main:
+            try:
+                result = fn()
+            except Exception as err:  # noqa: BLE001 (re-raised below, after the other ranks are told)
+                error = err
+        if self.enabled:
+            message = [None if error is None else f"{type(error).__name__}: {error}"]
+            dist.broadcast_object_list(message, src=0)
+            if message[0] is not None and not self.is_main:
+                raise LdmkitError(f"rank 0 failed: {message[0]}")
+        if error is not None:
+            raise error
+        return result
 
     def all_reduce_mean(self, value: torch.Tensor) -> torch.Tensor:
         if self.enabled:

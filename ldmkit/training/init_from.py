@@ -112,6 +112,11 @@ def resolve_init_config(cfg, source: LDMConfig, given: set[str]):
         if any(key == c or key.startswith(c + ".") for c in CHANGEABLE):
             _set(merged, key, mine)
         elif key in GROWABLE and mine > its:
+            if key.startswith("conditioning.class_label") and theirs["conditioning"]["class_label"].get(
+                    "injection") == "timestep":
+                raise ConfigError(f"{key} grows from {its} to {mine}, but {model} adds its classes to the UNet's "
+                                  "timestep embedding (class_label.injection: timestep), whose table cannot grow; "
+                                  "keep its classes or train anew")
             if cfg.lora.enabled:
                 raise ConfigError(f"{key} grows from {its} to {mine}, but a LoRA run keeps {model}'s conditioner "
                                   "frozen, so new classes would never be learned; train in full (lora.rank: 0)")

@@ -23,6 +23,7 @@ from ldmkit import paths
 from ldmkit.checkpoint import save_model_file, write_text_atomic
 from ldmkit.config import to_dict
 from ldmkit.data import DataConfig, build_dataset, eval_loader
+from ldmkit.data.config import data_fingerprint
 from ldmkit.data.images import to_uint8
 from ldmkit.data.latents import CACHE_VERSION, INDEX_FILE, LatentCacheDataset
 from ldmkit.data.views import build_crop_views, crops_at_random
@@ -49,10 +50,12 @@ def cached_views(data: DataConfig, latent_cache_views: int) -> int:
 
 
 def cache_folder(first_stage: nn.Module, data: DataConfig, store_images: bool = False, views: int = 1) -> Path:
-    key = json.dumps({"weights": weights_digest(first_stage), "kind": first_stage.config.kind,
-                      "images": store_images, "views": views,
-                      "data": {k: v for k, v in to_dict(data).items() if k not in ("num_workers", "cache_dir")},
-                      "version": CACHE_VERSION}, sort_keys=True)
+    fields = {"weights": weights_digest(first_stage), "kind": first_stage.config.kind,
+              "images": store_images, "views": views,
+              "data": {k: v for k, v in to_dict(data).items() if k not in ("num_workers", "cache_dir")},
+              "version": CACHE_VERSION}
+    contents = data_fingerprint(data)  # a user's folder or shards: edited files make another cache
+    key = json.dumps({**fields, "contents": contents} if contents else fields, sort_keys=True)
     return paths.cache_dir(data.cache_dir) / "latents" / hashlib.sha1(key.encode()).hexdigest()[:16]
 
 

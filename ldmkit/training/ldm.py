@@ -140,11 +140,11 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         cfg = resolve_init_config(cfg, source.config, changed_keys(cfg, LDMRunConfig()) if given is None else given)
     if cfg.lora.enabled:
         lora_targets(source, cfg.lora)  # a clear error for targets the model lacks, before anything is written
+    prepared = ctx.on_main(lambda: prepare_run(run_dir, cfg, resume, comparable=(
+        "init", "first_stage", "unet", "diffusion", "conditioning", "data", "lora")))
     state = None
-    if ctx.is_main:
-        run_dir, state = prepare_run(run_dir, cfg, resume, comparable=("init", "first_stage", "unet", "diffusion",
-                                                                       "conditioning", "data", "lora"))
-    ctx.barrier()
+    if prepared is not None:
+        run_dir, state = prepared
     if state is None and resume:
         state = _load_state(run_dir)
     digest = weights_digest(source) if source is not None else None

@@ -1,4 +1,4 @@
-"""`--dtype`: auto (bfloat16 where the CPU has it natively, said once with the result), float32, bfloat16."""
+"""`--dtype`: auto (bfloat16 where the CPU has it natively, said once), float32, bfloat16; and `--compile`."""
 
 import numpy as np
 import pytest
@@ -41,3 +41,23 @@ def test_float32_and_bfloat16_differ_by_rounding(tmp_path, tiny_models):
 def test_an_unknown_dtype_is_one_line(tmp_path, tiny_models, cli_error):
     message = cli_error(["sample", tiny_models["class"], "--dtype", "bf16", "--out", str(tmp_path)])
     assert "--dtype" in message and "float32" in message
+
+
+def test_compile_reaches_the_loader(tmp_path, tiny_models, monkeypatch):
+    import ldmkit
+
+    seen, load = {}, ldmkit.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return load(*args, **{**kwargs, "compile": False})  # (compiling is tests/fast/test_inference.py's)
+
+    monkeypatch.setattr(ldmkit, "load", spy)
+    sample(tmp_path, tiny_models["class"], "compiled", "--compile")
+    assert seen["compile"] is True
+
+
+def test_compile_with_feature_caching_is_one_line(tmp_path, tiny_models, cli_error):
+    message = cli_error(["sample", tiny_models["class"], "--compile", "--cache-interval", "2", "--steps", "4",
+                         "--out", str(tmp_path)])
+    assert "compile" in message and "cache interval" in message

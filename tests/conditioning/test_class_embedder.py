@@ -65,3 +65,27 @@ def test_config_errors_name_the_key():
         ClassConfig(num_classes=5, null_index=6)
     with pytest.raises(ConfigError, match="class_label.num_classes"):
         ClassConfig(num_classes=0)
+
+
+def test_timestep_injection_passes_the_labels_and_holds_no_table():
+    model = embedder(num_classes=5, injection="timestep")
+    assert list(model.state_dict()) == []  # the table is the UNet's label_emb
+    assert torch.equal(model(torch.tensor([0, 3, 4]))["y"], torch.tensor([0, 3, 4]))
+    assert torch.equal(model.null(2, CPU)["y"], torch.tensor([5, 5]))
+    with pytest.raises(ConfigError, match="injection"):
+        ClassConfig(injection="concat")
+
+
+def test_timestep_injection_and_the_unet_class_table_come_together():
+    from dataclasses import replace
+
+    from ldmkit.pipeline import LDMConfig
+    from ldmkit.unet import UNET_PRESETS
+
+    unet = replace(UNET_PRESETS["tiny"], in_channels=3, out_channels=3, num_classes=None)  # pixel space
+    cond = ConditioningConfig(kind="class", class_label=ClassConfig(num_classes=5, injection="timestep"))
+    with pytest.raises(ConfigError, match="set unet.num_classes=6"):
+        LDMConfig(unet=unet, conditioning=cond)
+    with pytest.raises(ConfigError, match="no class labels reach the timestep embedding"):
+        LDMConfig(unet=replace(unet, num_classes=6))
+    LDMConfig(unet=replace(unet, num_classes=6), conditioning=cond)

@@ -9,6 +9,8 @@ import torch
 from ldmkit.autoencoder import AutoencoderConfig
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.conditioning.sections import ClassConfig
+from ldmkit.errors import ConfigError
+from ldmkit.fast.inference import compile_cache_dir, compile_for_inference
 from ldmkit.pipeline import LatentDiffusion, LDMConfig, Pipeline
 from ldmkit.unet import UNET_PRESETS
 
@@ -46,12 +48,33 @@ def test_bfloat16_pipeline_is_close_to_float32(first_stage):
     assert (out - reference).abs().max() < BF16_TOL
 
 
-def test_compiled_float32_pipeline_matches_eager():
+def test_compiled_float32_pipeline_matches_eager_and_caches_its_code_on_disk(tmp_path, monkeypatch):
     pytest.importorskip("torch._inductor")
+    monkeypatch.setenv("LDMKIT_COMPILE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unused")  # (restored after the test: compile sets it)
     model = random_model(KL)
     reference = images(Pipeline(copy.deepcopy(model)))
     out = images(Pipeline(model, compile=True))
     torch.testing.assert_close(out, reference, atol=1e-4, rtol=1e-4)
+    assert list((tmp_path / "cache").rglob("*.py")), "no compiled code was cached for the next process"
+
+
+def test_compile_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    for name in ("LDMKIT_COMPILE_CACHE", "TORCHINDUCTOR_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert compile_cache_dir() == tmp_path / "ldmkit" / "torch-compile"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "torch"))
+    assert compile_cache_dir() == tmp_path / "torch"
+    monkeypatch.setenv("LDMKIT_COMPILE_CACHE", str(tmp_path / "ours"))
+    assert compile_cache_dir() == tmp_path / "ours"
+
+
+def test_an_unwritable_compile_cache_is_a_config_error(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("LDMKIT_COMPILE_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(ConfigError, match="LDMKIT_COMPILE_CACHE"):
+        compile_for_inference(torch.nn.Identity(), torch.device("cpu"))
 
 
 def test_unknown_dtype_is_refused():

@@ -122,3 +122,35 @@ def test_a_lora_on_the_text_encoder_adapts_its_attention(tmp_path, tiny, tiny_au
     plain, adapted = ldmkit.load(base, device="cpu"), ldmkit.load(base, device="cpu", lora=[run])
     cond = plain.model.conditioner(["red apple"])["context"]
     assert not torch.equal(adapted.model.conditioner(["red apple"])["context"], cond)
+
+
+def test_eval_upscale_and_inpaint_take_adapters_too(tmp_path, lora_runs, monkeypatch):
+    from tests.cli.conftest import KINDS, write_model_file
+
+    monkeypatch.setenv("LDMKIT_CACHE", str(tmp_path / "cache"))
+    base, lora = lora_runs["base"], lora_runs["lora"]
+    rng = np.random.default_rng(0)
+    (tmp_path / "ref").mkdir()
+    for i in range(8):
+        Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "ref" / f"{i}.png")
+    args = ["--ref", str(tmp_path / "ref"), "--n", "4", "--steps", "2", "--batch-size", "4", "--kid-subsets", "2",
+            "--device", "cpu"]
+    assert main(["eval", str(base), *args, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["eval", str(base), *args, "--lora", f"{lora}:0.5", "--out", str(tmp_path / "adapted")]) == 0
+    plain, adapted = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("plain", "adapted"))
+    assert adapted["settings"]["lora"] == [f"{lora}:0.5"] and plain["settings"]["lora"] == []
+    assert adapted["FD-EffNet"] != plain["FD-EffNet"]  # other samples
+    # the tiny super-resolution and inpainting models share the base's attention layers, so its adapter fits them
+    Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "image.png")
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / "mask.png")
+    for kind, command in (("low_res", ["upscale", str(tmp_path / "image.png")]),
+                          ("inpaint", ["inpaint", str(tmp_path / "image.png"), str(tmp_path / "mask.png")])):
+        model = write_model_file(tmp_path / f"{kind}.safetensors", *KINDS[kind][:1], **KINDS[kind][1])
+        outputs = {}
+        for name, extra in (("plain", []), ("adapted", ["--lora", str(lora)])):
+            outputs[name] = tmp_path / f"{kind}-{name}.png"
+            assert main([*command, "--model", model, *extra, "--steps", "2", "--device", "cpu",
+                         "--out", str(outputs[name])]) == 0
+        assert not np.array_equal(*(np.asarray(Image.open(path)) for path in outputs.values()))
+        recorded = json.loads(Image.open(outputs["adapted"]).info["ldmkit"])["lora"]
+        assert recorded[0]["file"].startswith(str(lora)) and recorded[0]["weight"] == 1.0

@@ -13,6 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+import ldmkit
 from ldmkit.checkpoint import load_model_file, save_model_file
 from ldmkit.cli import main
 from ldmkit.config import read_yaml
@@ -223,3 +224,21 @@ def test_a_grown_layout_vocabulary_keeps_the_class_and_coordinate_tokens():
     assert torch.equal(b[:4], a[:4])  # padding and classes 0-2
     assert torch.equal(b[4:6], fresh[4:6])  # classes 3 and 4: new rows, freshly initialised
     assert torch.equal(b[6:], a[4:])  # the 4 coordinate bins, shifted
+
+
+TIMESTEP = ["conditioning.class_label.injection=timestep", "unet.num_classes=11",
+            "unet.use_spatial_transformer=false", "unet.context_dim=null"]
+
+
+def test_a_timestep_class_model_trains_samples_by_class_and_cannot_grow(tmp_path, tiny, tiny_autoencoder, cli_error):
+    base = tmp_path / "base"
+    tiny.cli(*tiny.ldm(base, 2, tiny_autoencoder, *TIMESTEP, config=CLASS_CONFIG))
+    assert "label_emb.weight" in " ".join(ema_weights(base))
+    assert main(["sample", str(base), "--class", "7", "--guidance", "3", "--n", "1", "--steps", "3",
+                 "--device", "cpu", "--out", str(tmp_path / "samples")]) == 0
+    pipe = ldmkit.load(base, device="cpu")
+    first, second = (pipe.latents([0], torch.tensor([label]), 3, "ddim", guidance=3.0) for label in (1, 7))
+    assert (first - second).abs().max() > 0  # the class reaches the UNet (2 steps: too little for the PNGs)
+    grow = tiny.ldm(tmp_path / "run", 1, tiny_autoencoder, *TIMESTEP, "conditioning.class_label.num_classes=12",
+                    config=CLASS_CONFIG)
+    assert "whose table cannot grow" in cli_error([*grow, "--init-from", base])

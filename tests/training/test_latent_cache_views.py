@@ -105,6 +105,25 @@ def test_the_number_of_views_is_part_of_the_cache_key(tmp_path, folder):
         from_dict(LDMRunConfig, {"latent_cache_views": -1, "unet": {"num_heads": 1}})
 
 
+def test_edited_added_or_removed_files_make_another_cache(tmp_path, folder):
+    import os
+
+    from ldmkit.data.config import data_fingerprint
+
+    vq, cfg = tiny_autoencoder("vq"), data(tmp_path, folder)
+    seen = [cache_folder(vq, cfg)]
+    image = folder / "b" / "1.png"
+    os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))  # edited in place
+    seen.append(cache_folder(vq, cfg))
+    (folder / "b" / "1.txt").write_text("a caption")  # a caption sidecar added
+    seen.append(cache_folder(vq, cfg))
+    (folder / "a" / "0.png").unlink()
+    seen.append(cache_folder(vq, cfg))
+    assert len(set(seen)) == 4 and cache_folder(vq, cfg) == seen[-1]  # and nothing else changes it
+    assert data_fingerprint(DataConfig()) == ""  # OpenMoji: its package version names it
+    assert data_fingerprint(cfg).startswith("6 files, sha1 ")  # 5 images and the caption
+
+
 def run_config(tmp_path, folder, first_stage, steps: int, **more) -> LDMRunConfig:
     return from_dict(LDMRunConfig, {
         "first_stage": str(first_stage),
