@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 
 from ldmkit.cli.common import add_fast_path_arguments
@@ -68,8 +69,24 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {', '.join(registry.models)} on http://{host}:{port}/" + (" (token required)" if token else ""),
           flush=True)
     # on Ctrl-C, open streams get 5 s before they are closed (which cancels their jobs)
-    uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5)).run(sockets=[sock])
-    return 0
+    server = _server_class()(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])
+    return 130 if server.interrupted else 0  # (uvicorn re-raises a captured Ctrl-C, but not always under load)
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, remembering a Ctrl-C so that the command ends with the CLI's status for it."""
+
+        interrupted = False
+
+        def handle_exit(self, sig: int, frame) -> None:
+            self.interrupted = self.interrupted or sig == signal.SIGINT
+            super().handle_exit(sig, frame)
+
+    return Server
 
 
 def _limits(args: argparse.Namespace):
