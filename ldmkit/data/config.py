@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from torch.utils.data import Dataset
@@ -82,10 +85,6 @@ def data_fingerprint(cfg: DataConfig) -> str:
     """What identifies the files a user's dataset reads now: a digest of their names, sizes and modification
     times (an edited, added or removed image, caption, label map or shard changes it). "" for the data shipped
     in packages (OpenMoji, the emoji scenes), which their versions identify. Caches key on it."""
-    import hashlib
-    import os
-    from pathlib import Path
-
     if cfg.dataset in ("openmoji", "scenes"):
         return ""
     if cfg.dataset == "webdataset":
