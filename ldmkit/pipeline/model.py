@@ -59,7 +59,6 @@ class LDMConfig:
         if self.scale_factor <= 0:
             raise ConfigError(f"scale_factor must be positive, got {self.scale_factor}")
 
-
     def _check_class_injection(self):
         """unet.num_classes (a table added to the timestep embedding) exists exactly when class labels go there."""
         cond = self.conditioning
