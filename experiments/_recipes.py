@@ -50,6 +50,9 @@ RECIPES: dict[str, list[str]] = {
     "minsnr-wide": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0", "unet.model_channels=96"],
     "minsnr-lognormal": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0",
                          "diffusion.timestep_sampling=lognormal"],
+    "minsnr-ema9995": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0", "ema_decay=0.9995"],
+    "minsnr-fp32": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0", "train.precision=fp32"],
+    "minsnr-deep": [*BASE, *COSINE, "train.lr=1.0e-3", "diffusion.min_snr_gamma=5.0", "unet.num_res_blocks=2"],
 }
 
 

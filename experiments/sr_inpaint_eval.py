@@ -90,8 +90,8 @@ def hole_psnr(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor) -> torch.Te
 def evaluate_inpaint(pipe, images: torch.Tensor, metric, args) -> tuple[dict, torch.Tensor]:
     n = images.shape[0]
     masks = torch.stack([large_mask(64, 64, torch.Generator().manual_seed(MASK_SEED + i)) for i in range(n)])
-    filled = torch.cat([inpaint_tensor(pipe, images[s], masks[s], args.steps, args.sampler, seed=s.start).cpu()
-                        for s in batches(n, args.batch)])
+    filled = torch.cat([inpaint_tensor(pipe, images[s], masks[s], args.steps, args.sampler, seed=s.start,
+                                       guidance=args.guidance).cpu() for s in batches(n, args.batch)])
     keep = (masks == 0).expand_as(images).movedim(1, -1).numpy()  # (n, H, W, 3)
     changed = abs(to_uint8(filled).astype(int) - to_uint8(images).astype(int))[keep]
     outputs = {"ldm": filled, "mean fill": mean_fill(images, masks), "harmonic fill": harmonic_fill(images, masks)}
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_run_arguments(p)
     p.add_argument("--tasks", nargs="+", default=["sr", "inpaint"], choices=["sr", "inpaint"])
+    p.add_argument("--guidance", type=float, default=1.0, help="inpainting: classifier-free guidance on the masked "
+                                                              "image (its config trains the null condition)")
     p.add_argument("--n", type=int, default=256, help="validation images")
     p.add_argument("--out", default="experiments/results/sr_inpaint_eval.json")
     args = p.parse_args(argv)
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"command": command_line(argv),
               "first_stage": args.first_stage, "n_images": images.shape[0],
-              "sampler": args.sampler, "steps": args.steps}
+              "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance}
     for task in args.tasks:
         pipe = trained(CONFIGS[task], args)
         start = time.perf_counter()

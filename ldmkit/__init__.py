@@ -29,7 +29,7 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
 
     from ldmkit.device import pick_device, pick_dtype
     from ldmkit.interop.foreign_models import load_any_ldm
-    from ldmkit.lora.files import apply_adapters, as_specs
+    from ldmkit.lora.files import adapter_records, apply_adapters, as_specs
     from ldmkit.pipeline import Pipeline
 
     specs = as_specs(lora)
@@ -39,5 +39,6 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     pipe = Pipeline(model, device, source=str(source), use_ema=use_ema, dtype=pick_dtype(dtype, device),
                     compile=compile)
     pipe.load_options = {"config": None if config is None else str(Path(config).resolve()),
-                         "text_encoder": None if text_encoder is None else str(Path(text_encoder).resolve())}
+                         "text_encoder": None if text_encoder is None else str(Path(text_encoder).resolve()),
+                         "lora": adapter_records(specs)}  # in every image's parameters, for --from-png
     return pipe

@@ -34,6 +34,7 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 LATEST_FILE = "latest"
 CHECKPOINT_DIR = "checkpoints"
+RELATIVE_PATHS = "ldmkit.relative_paths"  # metadata: dotted config keys whose paths are relative to the file's folder
 
 
 @contextmanager
@@ -116,7 +117,15 @@ def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
         )
     if kind is not None and metadata["ldmkit.kind"] != kind:
         raise CheckpointError(f"{path} holds a '{metadata['ldmkit.kind']}' model, but a '{kind}' model is needed here")
-    return tensors, json.loads(metadata["ldmkit.config"]), metadata
+    config = json.loads(metadata["ldmkit.config"])
+    for key in json.loads(metadata.get(RELATIVE_PATHS, "[]")):  # files that travel with the model file's folder
+        *parents, leaf = key.split(".")
+        node = config
+        for name in parents:
+            node = node.get(name) or {}
+        if node.get(leaf):
+            node[leaf] = str(path.resolve().parent / node[leaf])
+    return tensors, config, metadata
 
 
 def mismatch_report(missing: list[str], unexpected: list[str], wrong: list[str]) -> str:

@@ -87,21 +87,6 @@ def shortcut_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"karras": args.karras, "guidance_interval": interval, "cache_interval": args.cache_interval}
 
 
-def record_lora(image, specs: list[str]) -> None:
-    """Add the --lora adapters (files, sha256, weights) to an image's parameters, for --from-png."""
-    import json
-
-    from ldmkit.lora.files import parse_spec, resolve_adapter_file
-    from ldmkit.pipeline.metadata import PNG_KEY, file_sha256
-
-    params = json.loads(image.info[PNG_KEY])
-    params["lora"] = []
-    for path, weight in map(parse_spec, specs):
-        file = resolve_adapter_file(path).resolve()
-        params["lora"].append({"file": str(file), "sha256": file_sha256(file), "weight": weight})
-    image.info[PNG_KEY] = json.dumps(params)
-
-
 def load_model(args: argparse.Namespace, path: str, device: str | None = None, dtype=None):
     """The Pipeline of the model at `path` with the command's loading options (and --lora adapters)."""
     import ldmkit

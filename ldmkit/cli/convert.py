@@ -4,7 +4,7 @@ Writes DIR/model.safetensors (kind "ldm"; a CompVis checkpoint keeps its raw and
 which `ldmkit.load(DIR)` and `ldmkit sample DIR` read. Also converts a diffusers pipeline folder
 (`ldmkit convert DIFFUSERS_DIR --out DIR`, no --config), Stable Diffusion folders included: the CLIP
 text encoder's weights go into the model file, its config.json and the tokenizer files are copied
-to DIR/text_encoder/ and DIR/tokenizer/, named by absolute path (after moving DIR, convert again).
+to DIR/text_encoder/ and DIR/tokenizer/, named relative to DIR (so DIR may be moved whole).
 Either can also be used directly, without converting: `ldmkit sample ORIGINAL.ckpt --config
 ORIGINAL.yaml`, `ldmkit sample DIFFUSERS_DIR`.
 """

@@ -17,7 +17,6 @@ from ldmkit.cli.common import (
     add_sampling_arguments,
     load_model,
     precision_note,
-    record_lora,
     sampling_options,
 )
 from ldmkit.cli.upscale import output_path
@@ -49,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
     inputs = {name: str(Path(file).resolve()) for name, file in (("image", args.image), ("mask", args.mask))}
     inputs.update({f"{name}_sha256": file_sha256(file) for name, file in (("image", args.image), ("mask", args.mask))})
     result = inpaint(pipe, image, mask, inputs=inputs, **sampling_options(args))
-    if args.lora:
-        record_lora(result, args.lora)
     save_png(result, path)
     print(f"filled {args.image} where {args.mask} is white: {path}{precision_note(args, pipe)}")
     return 0

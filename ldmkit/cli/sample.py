@@ -17,7 +17,6 @@ from ldmkit.cli.common import (
     load_model,
     output_folder,
     precision_note,
-    record_lora,
     sampling_options,
     shortcut_options,
 )
@@ -82,8 +81,6 @@ def run(args: argparse.Namespace) -> int:
     inputs = input_files({"init_image": args.init_image, "mask": args.mask})
     for image in images if inputs else []:
         add_inputs(image, inputs)
-    for image in images if args.lora else []:
-        record_lora(image, args.lora)
     write_images(images, out, args.seed)
     print(f"wrote {len(images)} images and grid.png to {out}{precision_note(args, pipe)}")
     return 0

@@ -34,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_fast_path_arguments(p)
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA ones")
     p.add_argument("--text-encoder", metavar="CLIP_DIR", help="Stable Diffusion checkpoints: a local CLIP folder")
+    p.add_argument("--lora", action="append", metavar="[MODEL=]LORA[:WEIGHT]",
+                   help="merge a LoRA adapter (an ldmkit LoRA run or file, a kohya or diffusers .safetensors) into "
+                        "the served model named MODEL (the only one, if one is served), with this weight (default "
+                        "1); repeatable. Its images record it, so --from-png regenerates them")
     p.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; past it: 503 (default: "
                                                               "%(default)s)")
     p.add_argument("--max-pixels", type=int, default=1024 * 1024, help="pixels per image, in or out (default: "
@@ -122,17 +126,19 @@ def _load(args: argparse.Namespace):
     import ldmkit
     from ldmkit.device import dtype_name
     from ldmkit.errors import ConfigError
-    from ldmkit.serve.registry import Registry, ServedModel, model_names
+    from ldmkit.serve.registry import Registry, ServedModel, lora_per_model, model_names
 
     named = model_names(args.models)
+    adapters = lora_per_model(args.lora or [], [name for name, _ in named])
     devices = [d.strip() for d in args.device.split(",")]
     if len(devices) not in (1, len(named)):
         raise ConfigError(f"--device lists {len(devices)} devices for {len(named)} models; give one, or one per model")
     served = []
     for i, (name, path) in enumerate(named):
         pipe = ldmkit.load(path, device=devices[i % len(devices)], use_ema=not args.no_ema,
-                           text_encoder=args.text_encoder, dtype=args.dtype, compile=args.compile)
+                           text_encoder=args.text_encoder, dtype=args.dtype, compile=args.compile, lora=adapters[name])
         served.append(ServedModel(name, pipe))
-        print(f"loaded {name}: {path} ({pipe.config.conditioning.kind}, {pipe.device}, {dtype_name(pipe.dtype)})",
-              flush=True)
+        merged = "".join(f", LoRA {path}:{weight:g}" for path, weight in adapters[name])
+        print(f"loaded {name}: {path} ({pipe.config.conditioning.kind}, {pipe.device}, {dtype_name(pipe.dtype)}"
+              f"{merged})", flush=True)
     return Registry(served)

@@ -16,7 +16,6 @@ from ldmkit.cli.common import (
     add_sampling_arguments,
     load_model,
     precision_note,
-    record_lora,
     sampling_options,
 )
 
@@ -64,8 +63,6 @@ def run(args: argparse.Namespace) -> int:
     inputs = {"image": str(Path(args.image).resolve()), "image_sha256": file_sha256(args.image)}
     result = upscale(pipe, image, tile=args.tile, overlap=args.overlap, color_fix=not args.no_color_fix,
                      inputs=inputs, **sampling_options(args))
-    if args.lora:
-        record_lora(result, args.lora)
     save_png(result, path)
     print(f"{image.width}x{image.height} -> {result.width}x{result.height}: {path}{precision_note(args, pipe)}")
     return 0

@@ -22,6 +22,7 @@ from ldmkit.config import read_yaml
 from ldmkit.errors import CheckpointError
 from ldmkit.interop.compvis_config import Translation, translate
 from ldmkit.interop.compvis_weights import MappedWeights, check_against, split_state
+from ldmkit.interop.diffusers_text import make_text_portable
 from ldmkit.interop.tensor_files import read_state_dict
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.model import LatentDiffusion
@@ -75,9 +76,9 @@ def convert_compvis(checkpoint: str | Path, config: str | Path, out: str | Path,
     model, mapped = _build(checkpoint, config, text_encoder)
     target = Path(out) / MODEL_FILE
     source = {"format": "compvis", "checkpoint": Path(checkpoint).name, "config": Path(config).name}
-    save_model_file(target, ldm_tensors(model, mapped.ema), KIND, ldm_config_dict(model),
-                    extra={"ldmkit.converted_from": json.dumps(source),
-                           "ldmkit.original_config": Path(config).read_text()})
+    extra = {"ldmkit.converted_from": json.dumps(source), "ldmkit.original_config": Path(config).read_text(),
+             **make_text_portable(model, Path(out))}  # (before the config is written: it changes its text paths)
+    save_model_file(target, ldm_tensors(model, mapped.ema), KIND, ldm_config_dict(model), extra=extra)
     return target
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ldmkit.checkpoint import RELATIVE_PATHS
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.conditioning.sections import TextConfig
 from ldmkit.errors import CheckpointError
@@ -98,11 +99,19 @@ def save_text_components(conditioner, text: TextConfig, out: Path) -> None:
     copy_tokenizer(Path(text.vocab_path or text.weights_path), out / "tokenizer", text.max_tokens)
 
 
-def standalone_text(text: TextConfig, out: Path) -> TextConfig:
-    """`text` with copies of its CLIP config.json and tokenizer files in out/text_encoder and out/tokenizer
-    (the weights travel in the model file), so that a converted model does not need the folder it came from."""
-    encoder, tokenizer = out.resolve() / "text_encoder", out.resolve() / "tokenizer"
-    encoder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(text.weights_path) / "config.json", encoder / "config.json")
-    copy_tokenizer(Path(text.vocab_path or text.weights_path), tokenizer, text.max_tokens)
-    return dataclasses.replace(text, weights_path=str(encoder), vocab_path=str(tokenizer))
+def make_text_portable(model, out: Path) -> dict[str, str]:
+    """For a model with a clip conditioner about to be written to out/model.safetensors: copy its CLIP
+    config.json and tokenizer files to out/text_encoder and out/tokenizer (the weights travel in the
+    model file), point its config at them relative to `out`, and return the model file's metadata entry
+    that says so (checkpoint.RELATIVE_PATHS). The written folder then needs nothing outside it and may
+    be moved whole. Other models: nothing changes, {} is returned."""
+    cond = model.config.conditioning
+    if cond.kind != "text" or cond.text.encoder != "clip":
+        return {}
+    text = cond.text
+    (out / "text_encoder").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(text.weights_path) / "config.json", out / "text_encoder" / "config.json")
+    copy_tokenizer(Path(text.vocab_path or text.weights_path), out / "tokenizer", text.max_tokens)
+    text = dataclasses.replace(text, weights_path="text_encoder", vocab_path="tokenizer")
+    model.config = dataclasses.replace(model.config, conditioning=dataclasses.replace(cond, text=text))
+    return {RELATIVE_PATHS: json.dumps(["conditioning.text.weights_path", "conditioning.text.vocab_path"])}

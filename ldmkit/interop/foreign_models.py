@@ -15,7 +15,6 @@ Two formats are recognised from the path alone (anything else is left to ldmkit'
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from ldmkit.checkpoint import MODEL_FILE, save_model_file
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.interop.compvis import convert_compvis, find_original_pair, load_compvis
 from ldmkit.interop.diffusers_folders import INDEX, load_diffusers_folder
-from ldmkit.interop.diffusers_text import standalone_text
+from ldmkit.interop.diffusers_text import make_text_portable
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.model import LatentDiffusion
 
@@ -91,20 +90,16 @@ def convert_foreign(path: str | Path, out: str | Path, config: str | Path | None
 
     A Stable Diffusion folder's CLIP weights go into the model file; its text encoder's config.json
     and its tokenizer files are copied to out/text_encoder/ and out/tokenizer/, which the model
-    file's config names by absolute path: the converted folder does not need the diffusers one, but
-    must stay where it was written (convert again after moving it)."""
+    file's config names relative to its own folder: the converted folder needs neither the diffusers
+    one nor its own place, and may be moved or copied whole."""
     folder = find_diffusers_pipeline(path)
     if folder is not None:
         _check_diffusers_options(folder, config, text_encoder)
         model = load_diffusers_folder(folder)
-        cond = model.config.conditioning
-        if cond.kind == "text" and cond.text.encoder == "clip":
-            text = standalone_text(cond.text, Path(out))
-            model.config = dataclasses.replace(model.config, conditioning=dataclasses.replace(cond, text=text))
+        extra = {"ldmkit.converted_from": json.dumps({"format": "diffusers", "folder": folder.resolve().name}),
+                 **make_text_portable(model, Path(out))}
         target = Path(out) / MODEL_FILE
-        source = {"format": "diffusers", "folder": folder.resolve().name}
-        save_model_file(target, ldm_tensors(model), KIND, ldm_config_dict(model),
-                        extra={"ldmkit.converted_from": json.dumps(source)})
+        save_model_file(target, ldm_tensors(model), KIND, ldm_config_dict(model), extra=extra)
         return target
     if not Path(path).exists():
         raise CheckpointError(f"{path} does not exist")

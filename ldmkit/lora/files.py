@@ -152,6 +152,17 @@ def as_specs(lora: Iterable[str | Path | Sequence] | str | Path | None) -> list[
     return specs
 
 
+def adapter_records(specs: Sequence[Spec]) -> list[dict]:
+    """[{"file", "sha256", "weight"}] of the adapters `specs` name: what an image's parameters record."""
+    from ldmkit.pipeline.metadata import file_sha256
+
+    records = []
+    for path, weight in specs:
+        file = resolve_adapter_file(path).resolve()
+        records.append({"file": str(file), "sha256": file_sha256(file), "weight": weight})
+    return records
+
+
 def apply_adapters(model: nn.Module, specs: Sequence[Spec]) -> None:
     """Read every adapter (all checked before any is applied), then merge each with its weight, in order."""
     adapters = [(read_adapter(path, model), weight, path) for path, weight in specs]

@@ -50,7 +50,7 @@ class Pipeline:
         self._unet, self._decode = for_inference(self.model, self.device, dtype, compile)
         self.source, self.use_ema, self.decode_tile = source, use_ema, decode_tile
         self.dtype, self.compiled = dtype, compile
-        self.load_options: dict[str, str | None] = {}  # how ldmkit.load read a foreign model (for the metadata)
+        self.load_options: dict = {}  # how ldmkit.load read the model: config, text encoder, LoRA (for the metadata)
 
     @property
     def config(self):

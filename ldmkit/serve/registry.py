@@ -45,6 +45,11 @@ class ServedModel:
         return self.sha256[:10] if self.sha256 else None
 
     @property
+    def adapters(self) -> list[dict]:
+        """The LoRA adapters merged into it at load ({"file", "sha256", "weight"} each)."""
+        return self.pipe.load_options.get("lora", [])
+
+    @property
     def title(self) -> str:
         """A1111's checkpoint title: "name [hash]"."""
         return f"{self.name} [{self.short_hash}]" if self.short_hash else self.name
@@ -58,7 +63,8 @@ class ServedModel:
                 "guidance": bool(cfg.kinds), "guidance_default": 3.0 if set(cfg.kinds) & GUIDED else 1.0,
                 "negative": NEGATIVE.get(cfg.kind) if cfg.hybrid == "none" else None,
                 "samplers": list(SAMPLERS), "sampler_default": DEFAULT_SAMPLER, "steps_default": DEFAULT_STEPS,
-                "sha256": self.sha256,
+                "sha256": self.sha256, "lora": [{"name": Path(item["file"]).name, "sha256": item["sha256"],
+                                                 "weight": item["weight"]} for item in self.adapters],
                 "eta_samplers": [s for s in SAMPLERS if "eta" in sampler_options(s)],
                 "karras_samplers": [s for s in SAMPLERS if "karras" in sampler_options(s)]}
         if "class" in cfg.kinds:
@@ -120,6 +126,23 @@ def model_names(specs: list[str]) -> list[tuple[str, str]]:
         while name in {n for n, _ in out}:
             name, k = f"{base}-{k}", k + 1
         out.append((name, path))
+    return out
+
+
+def lora_per_model(specs: list[str], names: list[str]) -> dict[str, list[tuple[str, float]]]:
+    """The --lora options ([MODEL=]LORA[:WEIGHT]) as {served name: [(path, weight)]}, in order."""
+    from ldmkit.lora import parse_spec
+
+    out: dict[str, list[tuple[str, float]]] = {name: [] for name in names}
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        if sep and name in out and not Path(spec).exists():
+            out[name].append(parse_spec(rest))
+        elif len(names) == 1:
+            out[names[0]].append(parse_spec(spec))
+        else:
+            raise ConfigError(f"--lora {spec!r}: {len(names)} models are served; say which one takes it as "
+                              f"MODEL=LORA[:WEIGHT], MODEL one of: {', '.join(names)}")
     return out
 
 

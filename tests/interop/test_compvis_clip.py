@@ -5,6 +5,8 @@ CLIPTextModel and a tiny BPE tokenizer are written to a local folder (`clip_fold
 nothing is downloaded.
 """
 
+import shutil
+
 import pytest
 import torch
 import yaml
@@ -14,9 +16,10 @@ transformers = pytest.importorskip("transformers")
 
 from ldmkit.conditioning import ConditioningConfig, build_conditioner  # noqa: E402
 from ldmkit.conditioning.sections import TextConfig  # noqa: E402
-from ldmkit.interop.compvis import load_compvis  # noqa: E402
+from ldmkit.interop.compvis import convert_compvis, load_compvis  # noqa: E402
 from ldmkit.interop.compvis_config import translate  # noqa: E402
 from ldmkit.interop.compvis_weights import to_compvis  # noqa: E402
+from ldmkit.pipeline.checkpoint import load_ldm  # noqa: E402
 from ldmkit.pipeline.model import LatentDiffusion  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -66,3 +69,12 @@ def test_stable_diffusion_layout_loads_with_a_local_clip_folder(clip_folder, tmp
     torch.testing.assert_close(context, reference(clip_folder, ["a red apple"],
                                                                  original.conditioner.transformer.text_model))
     assert context.shape == (1, 77, 32)
+
+    # converted, it carries the CLIP config and tokenizer with it, named relative to its folder
+    convert_compvis(tmp_path / "sd.safetensors", tmp_path / "v1-inference.yaml", tmp_path / "converted",
+                    text_encoder=clip_folder)
+    shutil.move(tmp_path / "converted", tmp_path / "moved")
+    assert (tmp_path / "moved" / "text_encoder" / "config.json").is_file()
+    moved = load_ldm(tmp_path / "moved")
+    assert moved.config.conditioning.text.weights_path == str((tmp_path / "moved" / "text_encoder").resolve())
+    torch.testing.assert_close(moved.condition(["a red apple"])["context"], context)

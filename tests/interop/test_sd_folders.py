@@ -165,12 +165,13 @@ def test_what_the_folder_holds_besides_the_model(sd_folder):
 
 
 def test_sample_convert_and_sample_again(sd_folder, tmp_path, capsys):
-    """The CLI reads the folder directly; its converted file samples the same PNG without it."""
+    """The CLI reads the folder directly; its converted folder samples the same PNG without it, wherever it is moved."""
     condition = ["--prompt", "a red apple", "--negative-prompt", "dog", "--guidance", "3"]
     assert main(["sample", str(sd_folder), *condition, *FAST, "--out", str(tmp_path / "a")]) == 0
     assert main(["convert", str(sd_folder), "--out", str(tmp_path / "converted")]) == 0
     shutil.move(sd_folder, tmp_path / "moved")  # the converted model must not need the diffusers folder
-    assert main(["sample", str(tmp_path / "converted"), *condition, *FAST, "--out", str(tmp_path / "b")]) == 0
+    shutil.move(tmp_path / "converted", tmp_path / "elsewhere")  # nor its own place: its text paths are relative
+    assert main(["sample", str(tmp_path / "elsewhere"), *condition, *FAST, "--out", str(tmp_path / "b")]) == 0
     a, b = pixels(tmp_path / "a" / "000000.png"), pixels(tmp_path / "b" / "000000.png")
     assert a.shape == (64, 64, 3) and np.array_equal(a, b)
     capsys.readouterr()
