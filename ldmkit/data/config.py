@@ -27,6 +27,7 @@ class DataConfig:
     label_maps: str = ""  # folder: a folder of label-map PNGs paired with the images (data/label_maps.py)
     max_boxes: int = 8  # scenes, coco: boxes per sample, padded to this count (= conditioning.layout.max_boxes)
     classes: tuple[str, ...] = ()  # openmoji: keep only these CLDR classes (openmoji.CLASS_NAMES); empty: all
+    balance: Literal["none", "classes"] = "none"  # training draws: as stored, or every class equally often
 
     def __post_init__(self):
         if self.dataset not in ("openmoji", "scenes") and not self.path:
@@ -41,6 +42,11 @@ class DataConfig:
         if self.classes and self.dataset != "openmoji":
             raise ValueError(f"data.classes selects OpenMoji classes; it does nothing for data.dataset "
                              f"'{self.dataset}' (sort your own images into class sub-folders instead)")
+        if self.balance not in ("none", "classes"):
+            raise ValueError(f"data.balance must be 'none' or 'classes', got {self.balance!r}")
+        if self.balance == "classes" and self.dataset not in ("openmoji", "folder"):
+            raise ValueError(f"data.balance: classes draws by the class labels of an openmoji or folder dataset; "
+                             f"data.dataset '{self.dataset}' has none (set data.balance: none)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
 

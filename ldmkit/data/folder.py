@@ -17,6 +17,7 @@ import logging
 import os
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 
 from ldmkit.data.images import IMAGE_SUFFIXES, load_rgb, to_tensor
@@ -76,6 +77,10 @@ class ImageFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def labels(self) -> torch.Tensor:
+        """(n,) every image's class (index into class_names: its top-level sub-folder)."""
+        return torch.tensor([self.class_names.index(self.class_of(f)) for f in self.files], dtype=torch.long)
 
     def caption(self, index: int) -> str:
         """The sidecar caption `name.txt` (UTF-8), "" without one; a DataError when it cannot be read."""

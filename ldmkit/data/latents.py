@@ -72,6 +72,10 @@ class LatentCacheDataset(Dataset):
     def __str__(self) -> str:
         return f"latent cache {self.root} ({self.count} images)"
 
+    def labels(self) -> torch.Tensor:
+        """(n,) every image's class label, as cached."""
+        return torch.cat([self._shard(k)[0]["label"][::self.views] for k in range(len(self.starts))]).long()
+
     def _shard(self, k: int) -> tuple[dict[str, torch.Tensor], list[str]]:
         if k not in self._tensors:
             with safe_open(str(self.root / self.index["shards"][k]["file"]), framework="pt") as f:

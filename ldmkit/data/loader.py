@@ -8,8 +8,8 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
-from ldmkit.data.sampler import EpochSampler
-from ldmkit.errors import DataError
+from ldmkit.data.sampler import EpochSampler, class_balance
+from ldmkit.errors import ConfigError, DataError
 
 STREAM_LOOKAHEAD = 1000  # samples of a stream that fixed_batch reads at most
 
@@ -39,13 +39,15 @@ class WithSeed(Dataset):
 
 
 def train_loader(dataset: Dataset, batch_size: int, seed: int, start_batches: int = 0, rank: int = 0,
-                 world_size: int = 1, num_workers: int = 0) -> Iterator[dict]:
+                 world_size: int = 1, num_workers: int = 0, balance: str = "none") -> Iterator[dict]:
     """An endless shuffled stream of `batch_size` batches for this rank, resuming after `start_batches`.
 
     Every sample carries its "seed" (augmentation, posterior and diffusion noise derive from it).
     Map-style datasets go through `EpochSampler`; streams (WebDataset) shard and resume themselves.
     A batch whose every sample was unreadable is left out; its count moves on to the next batch.
+    `balance` is data.balance: "classes" draws every class of the dataset's `labels()` equally often.
     """
+    weights = class_balance(dataset_labels(dataset)) if balance == "classes" else None
     if isinstance(dataset, IterableDataset):
         dataset.seed, dataset.rank, dataset.world_size = seed, rank, world_size
         dataset.batch_size, dataset.start_batches = batch_size, start_batches
@@ -53,10 +55,27 @@ def train_loader(dataset: Dataset, batch_size: int, seed: int, start_batches: in
                             persistent_workers=num_workers > 0)
     else:
         sampler = EpochSampler(len(dataset), seed=seed, rank=rank, world_size=world_size,
-                               start=start_batches * batch_size)
+                               start=start_batches * batch_size, weights=weights)
         loader = DataLoader(WithSeed(dataset), batch_size=batch_size, sampler=sampler, collate_fn=collate_skipping,
                             num_workers=num_workers, persistent_workers=num_workers > 0, drop_last=True)
     return _readable(loader)
+
+
+def dataset_labels(dataset: Dataset) -> torch.Tensor:
+    """(n,) class labels of a map-style dataset, from its `labels()` (no image is read)."""
+    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "labels"):
+        raise ConfigError(f"data.balance: classes needs the class label of every sample, which {dataset} cannot "
+                          "list; set data.balance: none")
+    return dataset.labels()
+
+
+def balance_note(dataset: Dataset, names: list[str] | tuple[str, ...]) -> str:
+    """What data.balance: classes does to this dataset, for the training log."""
+    counts = torch.bincount(dataset_labels(dataset))
+    present = [(names[i] if i < len(names) else str(i), int(c)) for i, c in enumerate(counts) if c > 0]
+    (low, n_low), (high, n_high) = min(present, key=lambda x: x[1]), max(present, key=lambda x: x[1])
+    return (f"data.balance: classes: each of {len(present)} classes is drawn 1/{len(present)} of the time "
+            f"({low}: {n_low} images, each drawn {n_high / n_low:.1f}x as often as one of {high}: {n_high})")
 
 
 def _readable(batches: Iterable[dict]) -> Iterator[dict]:

@@ -226,6 +226,10 @@ class OpenMojiDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def labels(self) -> torch.Tensor:
+        """(n,) every sample's class (index into CLASS_NAMES)."""
+        return torch.tensor([r.label for r in self.records], dtype=torch.long)
+
     def alpha(self, index: int) -> torch.Tensor:
         """(H, W) float mask in [0, 1] of where the emoji's ink is."""
         return torch.from_numpy(np.array(self._alpha[self._rows[index]])).float().div(255)

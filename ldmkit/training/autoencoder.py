@@ -66,7 +66,7 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
     val_set = build_dataset(cfg.data, "val")
     check_readable(train_set)  # fail now, not mid-run (fixed_images below does it for val_set)
     batches = iter(train_loader(train_set, tc.batch_size, tc.seed, start_batches=start,
-                                num_workers=cfg.data.num_workers))
+                                num_workers=cfg.data.num_workers, balance=cfg.data.balance))
     fixed = fixed_images(val_set, 16).to(device)
 
     def state_dict(step: int) -> dict:

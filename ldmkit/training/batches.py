@@ -16,7 +16,7 @@ from torch import nn
 
 from ldmkit.data import build_dataset, train_loader
 from ldmkit.data.latents import LatentCacheDataset, sample_latent
-from ldmkit.data.loader import check_readable, fixed_images
+from ldmkit.data.loader import balance_note, check_readable, fixed_images
 from ldmkit.data.transforms import stream_generators
 from ldmkit.data.views import crops_at_random
 from ldmkit.training.latent_cache import build_latent_cache, cache_folder, cached_views, latent_std
@@ -43,6 +43,8 @@ class LatentBatches:
         self._skipped = 0
         if ctx.is_main and first_stage.config.kind != "identity":
             print(self._what_is_encoded(views), flush=True)
+        if ctx.is_main and cfg.data.balance == "classes":
+            print(balance_note(dataset, getattr(dataset, "class_names", ())), flush=True)
 
     def _what_is_encoded(self, views: int) -> str:
         flips = " (+ flips)" if self.cfg.data.flip else ""
@@ -73,7 +75,8 @@ class LatentBatches:
         """Endless (z0 (b, C, h, w) scaled, batch) micro-batches of this rank; batch["seed"] per sample."""
         tc, ctx = self.cfg.train, self.ctx
         loader = train_loader(self.dataset, self.per_rank, tc.seed, start_batches=start_step * tc.grad_accum,
-                              rank=ctx.rank, world_size=ctx.world_size, num_workers=self.cfg.data.num_workers)
+                              rank=ctx.rank, world_size=ctx.world_size, num_workers=self.cfg.data.num_workers,
+                              balance=self.cfg.data.balance)
         for batch in loader:
             self._skipped += int(batch["skipped"])
             seeds = [int(s) for s in batch["seed"]]

@@ -49,10 +49,13 @@ def cached_views(data: DataConfig, latent_cache_views: int) -> int:
     return latent_cache_views if crops_at_random(data) else 1
 
 
+NOT_CACHED = ("num_workers", "cache_dir", "balance")  # data settings that do not change what a cache holds
+
+
 def cache_folder(first_stage: nn.Module, data: DataConfig, store_images: bool = False, views: int = 1) -> Path:
     fields = {"weights": weights_digest(first_stage), "kind": first_stage.config.kind,
               "images": store_images, "views": views,
-              "data": {k: v for k, v in to_dict(data).items() if k not in ("num_workers", "cache_dir")},
+              "data": {k: v for k, v in to_dict(data).items() if k not in NOT_CACHED},
               "version": CACHE_VERSION}
     contents = data_fingerprint(data)  # a user's folder or shards: edited files make another cache
     key = json.dumps({**fields, "contents": contents} if contents else fields, sort_keys=True)

@@ -4,11 +4,12 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from ldmkit.data.folder import ImageFolderDataset
 from ldmkit.data.loader import check_readable, fixed_batch, train_loader
-from ldmkit.data.sampler import EpochSampler
+from ldmkit.data.sampler import EpochSampler, class_balance
 from ldmkit.errors import DataError
 
 
@@ -58,3 +59,29 @@ def test_a_training_batch_of_unreadable_files_only_is_left_out_and_counted(half_
             skipped += 1
     got = [(int(b["index"][0]), b["skipped"]) for b in itertools.islice(train_loader(ds, 1, seed=0), len(expected))]
     assert got == expected and sum(s for _, s in got) > 0
+
+
+def test_class_balance_draws_every_class_equally_often_reproducibly_and_resumes():
+    labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)  # 90 : 9 : 1
+    weights = class_balance(labels)
+    stream = EpochSampler(100, seed=3, weights=weights)
+    keys = list(itertools.islice(iter(stream), 3000))
+    share = torch.bincount(labels[[i for i, _ in keys]], minlength=3) / 3000
+    assert torch.allclose(share, torch.full((3,), 1 / 3), atol=0.04)  # not 0.9 / 0.09 / 0.01
+    assert keys == list(itertools.islice(iter(EpochSampler(100, seed=3, weights=weights)), 3000))
+    resumed = EpochSampler(100, seed=3, weights=weights, start=1234)  # the same continuation after a restart
+    assert list(itertools.islice(iter(resumed), 500)) == keys[1234:1734]
+    shards = [EpochSampler(100, seed=3, weights=weights, rank=r, world_size=2) for r in (0, 1)]
+    firsts = [list(itertools.islice(iter(s), 4)) for s in shards]
+    assert sorted(firsts[0] + firsts[1]) == sorted(keys[:8])  # ranks split one stream between them
+
+
+def test_class_balance_needs_labels():
+    from ldmkit.data import DataConfig
+    from ldmkit.data.loader import dataset_labels
+    from ldmkit.errors import ConfigError
+
+    with pytest.raises(ValueError, match="data.balance: classes draws by the class labels of an openmoji or folder"):
+        DataConfig(dataset="webdataset", path="shards/part-{0..9}.tar", balance="classes")
+    with pytest.raises(ConfigError, match="needs the class label of every sample.*set data.balance: none"):
+        dataset_labels(torch.utils.data.TensorDataset(torch.zeros(3)))

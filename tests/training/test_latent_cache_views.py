@@ -1,6 +1,7 @@
 """`data.crop: random` with the latent cache: K random-crop views per image, one drawn per sample seed."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -122,6 +123,25 @@ def test_edited_added_or_removed_files_make_another_cache(tmp_path, folder):
     assert len(set(seen)) == 4 and cache_folder(vq, cfg) == seen[-1]  # and nothing else changes it
     assert data_fingerprint(DataConfig()) == ""  # OpenMoji: its package version names it
     assert data_fingerprint(cfg).startswith("6 files, sha1 ")  # 5 images and the caption
+
+
+def test_balanced_training_draws_classes_from_the_cache_labels_and_resumes_exactly(tmp_path, folder, capsys):
+    (folder / "a" / "extra.png").write_bytes((folder / "a" / "0.png").read_bytes())  # a: 4 images, b: 3
+    first_stage = tmp_path / "kl.safetensors"
+    save_autoencoder(first_stage, tiny_autoencoder("kl"))
+    cfg = run_config(tmp_path, folder, first_stage, 2)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, balance="classes"))
+    train_ldm(cfg, tmp_path / "full")
+    assert "data.balance: classes: each of 2 classes is drawn 1/2 of the time (b: 3 images, each drawn 1.3x as " \
+           "often as one of a: 4)" in capsys.readouterr().out
+    kl = tiny_autoencoder("kl")  # how the stream is drawn is no part of what the cache holds
+    assert cache_folder(kl, cfg.data) == cache_folder(kl, dataclasses.replace(cfg.data, balance="none"))
+    cache = LatentCacheDataset(next((tmp_path / "cache" / "latents").iterdir()))
+    assert cache.labels().tolist() == ImageFolderDataset(folder, 16, val_fraction=0.0).labels().tolist()
+    train_ldm(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=1)), tmp_path / "split")
+    train_ldm(cfg, tmp_path / "split", resume=True)
+    a, b = (load_file(str(latest_checkpoint(tmp_path / run) / "model.safetensors")) for run in ("full", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def run_config(tmp_path, folder, first_stage, steps: int, **more) -> LDMRunConfig:
