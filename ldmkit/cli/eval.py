@@ -22,6 +22,7 @@ from ldmkit.cli.common import (
     add_model_arguments,
     add_sampling_arguments,
     add_shortcut_arguments,
+    load_model,
     output_folder,
     precision_note,
     shortcut_options,
@@ -73,7 +74,6 @@ def default_reference(model_file: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import ldmkit
     from ldmkit.checkpoint import resolve_model_file, write_text_atomic
     from ldmkit.data.images import make_grid
     from ldmkit.device import dtype_name
@@ -84,7 +84,6 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.evaluation.sample_quality import markdown_table, sample_metrics
     from ldmkit.interop.compvis import find_original_pair
     from ldmkit.interop.foreign_models import find_diffusers_pipeline
-    from ldmkit.lora import parse_spec
     from ldmkit.training.distributed import setup_distributed, teardown_distributed
 
     diffusers_folder = find_diffusers_pipeline(args.checkpoint)
@@ -106,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
     out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
     try:  # every input is checked (and the reference's statistics computed) before the first sample
-        lora = [parse_spec(text) for text in args.lora or []]
-        pipe = ldmkit.load(model_file, device=str(ctx.device), use_ema=not args.no_ema, config=config,
-                           text_encoder=args.text_encoder, dtype=args.dtype, compile=args.compile, lora=lora)
+        args.config = config  # (the YAML of a CompVis pair found beside its checkpoint, too)
+        pipe = load_model(args, str(model_file), device=str(ctx.device))
         shortcuts = shortcut_options(args)
         pipe.check(args.steps, args.sampler, args.guidance, args.eta, **shortcuts)
         resolution = pipe.config.image_size

@@ -42,8 +42,6 @@ class DataConfig:
         if self.classes and self.dataset != "openmoji":
             raise ValueError(f"data.classes selects OpenMoji classes; it does nothing for data.dataset "
                              f"'{self.dataset}' (sort your own images into class sub-folders instead)")
-        if self.balance not in ("none", "classes"):
-            raise ValueError(f"data.balance must be 'none' or 'classes', got {self.balance!r}")
         if self.balance == "classes" and self.dataset not in ("openmoji", "folder"):
             raise ValueError(f"data.balance: classes draws by the class labels of an openmoji or folder dataset; "
                              f"data.dataset '{self.dataset}' has none (set data.balance: none)")
