@@ -33,6 +33,9 @@ def add_run_arguments(p: argparse.ArgumentParser, batch: int = 32) -> None:
     p.add_argument("--steps", type=int, default=200, help="sampler steps")
     p.add_argument("--batch", type=int, default=batch, help="images sampled at a time")
     p.add_argument("--device", default="auto")
+    p.add_argument("--guide-step", type=int, metavar="N",
+                   help="autoguidance: guide each model with its own run's checkpoint of step N (kept while training "
+                        "by train.keep_steps); --guidance is then the autoguidance strength")
 
 
 def fit_to_first_stage(cfg: LDMRunConfig) -> LDMRunConfig:
@@ -60,14 +63,17 @@ def trained(config: str, args) -> ldmkit.Pipeline:
     """The pipeline of args.runs/<stem of config>, trained first if that run has no checkpoint."""
     name = Path(config).stem
     run_dir = Path(args.runs) / name
+    guide_step = getattr(args, "guide_step", None)
     if latest_checkpoint(run_dir) is None:
-        cfg = load_config(LDMRunConfig, config, [f"first_stage={args.first_stage}", *args.overrides])
+        keep = [f"train.keep_steps=[{guide_step}]"] if guide_step else []
+        cfg = load_config(LDMRunConfig, config, [f"first_stage={args.first_stage}", *args.overrides, *keep])
         start = time.perf_counter()
         train_ldm(fit_to_first_stage(cfg), run_dir)
         print(f"[{name}] trained {run_dir} in {time.perf_counter() - start:.0f} s", flush=True)
     else:
         print(f"[{name}] loading {run_dir} (delete it, or pass another --runs, to train anew)", flush=True)
-    return ldmkit.load(run_dir, device=args.device)
+    guide = None if guide_step is None else run_dir / "checkpoints" / f"step-{guide_step:08d}"
+    return ldmkit.load(run_dir, device=args.device, guide=guide)
 
 
 def batches(n: int, size: int):

@@ -10,6 +10,7 @@ training split, as `ldmkit eval` computes them, and the seconds per image of sam
     +eta1                       DDIM with eta 1
     +cacheK                     DeepCache-style feature reuse every K calls
     +intervalLO-HI              guidance only for sigma in (LO, HI]
+--guide MODEL makes --guidance autoguidance by MODEL (a weaker model of the same latent space).
 Writes JSON lines (one per setting and --dtype, appended: a rerun skips the ones already there) and, with
 --plot, a plot of FD against s/img.
 """
@@ -73,6 +74,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--batch", type=int, default=25)
     p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--guide", help="autoguidance: this weaker model guides (--guidance is then its strength)")
     p.add_argument("--condition-from-data", action="store_true", help="conditions of random training images")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="the Pipeline's precision")
@@ -80,18 +82,19 @@ def main() -> None:
     p.add_argument("--plot", help="PNG of FD against s/img")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = ldmkit.load(args.model, device="cpu", dtype=args.dtype)
+    pipe = ldmkit.load(args.model, device="cpu", dtype=args.dtype, guide=args.guide)
     judge = Judge.of_split("train", pipe.device, pipe.config.image_size)
     conditions = None
     if args.condition_from_data:
         conditions = DataConditions(reference_dataset("openmoji", pipe.config.image_size, "train")[0], pipe)
     out = Path(args.out)
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.is_file() else []
-    done = {(r["setting"], r.get("dtype", "float32")) for r in rows}
+    done = {(r["setting"], r.get("dtype", "float32"), r.get("guide"), r["guidance"]) for r in rows}
     for setting in args.settings.split():
-        if (setting, args.dtype) in done:
+        if (setting, args.dtype, args.guide, args.guidance) in done:
             continue
         row = {"setting": setting, "dtype": args.dtype, "model": args.model, "n": args.n, "guidance": args.guidance,
+               "guide": args.guide,
                **measure(pipe, judge, parse(setting), args.n, args.batch, args.guidance, conditions)}
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -112,7 +115,8 @@ def plot(rows: list[dict], path: str) -> None:
     by_sampler: dict[str, list[dict]] = {}
     for r in rows:
         by_sampler.setdefault(r["setting"].split(":")[0] + ("+k" if ":k" in r["setting"] else "")
-                              + "".join("+" + m.rstrip("0123456789.-") for m in r["setting"].split("+")[1:]),
+                              + "".join("+" + m.rstrip("0123456789.-") for m in r["setting"].split("+")[1:])
+                              + (f" autoguided {r['guidance']:g}" if r.get("guide") else ""),
                               []).append(r)
     for name, rs in sorted(by_sampler.items()):
         rs = sorted(rs, key=lambda r: r["seconds_per_image"])

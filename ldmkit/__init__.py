@@ -11,7 +11,7 @@ __all__ = ["__version__", "load"]
 
 
 def load(path, device: str = "auto", use_ema: bool = True, config=None, text_encoder=None, dtype=None,
-         compile: bool = False, lora=None):
+         compile: bool = False, lora=None, guide=None):
     """A ready-to-sample `ldmkit.pipeline.Pipeline` from any model ldmkit reads.
 
     - ldmkit: a model file, a checkpoint folder or a run folder (its latest checkpoint); EMA
@@ -24,6 +24,9 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     device multiplies it natively, as the CLI's default) and `compile` select the fast inference path
     (`ldmkit.fast`). `lora`: LoRA adapters merged into the weights first, a path or a list of paths and
     (path, weight) pairs: ldmkit LoRA runs or files, kohya / diffusers LoRA files (`ldmkit.lora`).
+    `guide`: a weaker model of the same latent space (e.g. an early checkpoint of the run) for
+    autoguidance: with it, `guidance` mixes the model with the guide instead of the unconditional
+    branch, which unconditional models can use too (`ldmkit.pipeline.guide`).
     """
     from pathlib import Path
 
@@ -31,14 +34,29 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     from ldmkit.interop.foreign_models import load_any_ldm
     from ldmkit.lora.files import adapter_records, apply_adapters, as_specs
     from ldmkit.pipeline import Pipeline
+    from ldmkit.pipeline.guide import check_guide
+    from ldmkit.pipeline.metadata import file_sha256
 
     specs = as_specs(lora)
     model, source = load_any_ldm(path, config, use_ema, text_encoder)
     apply_adapters(model, specs)  # before the Pipeline: its fast path rewrites the layers
     device = pick_device(device)
-    pipe = Pipeline(model, device, source=str(source), use_ema=use_ema, dtype=pick_dtype(dtype, device),
-                    compile=compile)
+    dtype = pick_dtype(dtype, device)
+    weak = None
+    if guide is not None:
+        if not Path(guide).exists():
+            from ldmkit.errors import DataError
+
+            raise DataError(f"the guide model {guide} does not exist; give a run folder, checkpoint folder or model "
+                            "file (e.g. RUN/checkpoints/step-00000200)")
+        weak, guide_source = load_any_ldm(guide, None, use_ema, text_encoder)
+        check_guide(model, weak, str(guide))
+    pipe = Pipeline(model, device, source=str(source), use_ema=use_ema, dtype=dtype, compile=compile)
+    if weak is not None:
+        pipe.guide = Pipeline(weak, device, source=str(guide_source), use_ema=use_ema, dtype=dtype, compile=compile)
     pipe.load_options = {"config": None if config is None else str(Path(config).resolve()),
                          "text_encoder": None if text_encoder is None else str(Path(text_encoder).resolve()),
-                         "lora": adapter_records(specs)}  # in every image's parameters, for --from-png
+                         "lora": adapter_records(specs),  # in every image's parameters, for --from-png
+                         "guide": None if weak is None else {"checkpoint": str(guide_source),
+                                                             "sha256": file_sha256(guide_source)}}
     return pipe

@@ -192,9 +192,10 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(run_dir: str | Path, step: int, tensors: dict[str, torch.Tensor], kind: str,
-                    config: dict, state: dict[str, Any], keep_last: int = 2,
+                    config: dict, state: dict[str, Any], keep_last: int = 2, keep_steps: tuple[int, ...] = (),
                     extra_metadata: dict[str, str] | None = None) -> Path:
-    """Write `checkpoints/step-N/` atomically (temp folder + rename), point `latest` at it, prune old ones.
+    """Write `checkpoints/step-N/` atomically (temp folder + rename), point `latest` at it, prune old ones
+    (all but the last `keep_last`; the checkpoints of `keep_steps` are never pruned).
 
     A failed write (e.g. a full disk) removes the temporary folder and raises a CheckpointError;
     the previous checkpoint stays the latest one."""
@@ -219,7 +220,8 @@ def save_checkpoint(run_dir: str | Path, step: int, tensors: dict[str, torch.Ten
         kept = f"{previous} is intact" if previous is not None else "no earlier checkpoint exists"
         raise write_error(err, final, f"free some disk space (or keep fewer checkpoints: train.keep_last) and "
                                       f"continue the run with --resume {run_dir} ({kept})") from err
-    for old in sorted(ckpt_root.glob("step-*"))[:-keep_last] if keep_last > 0 else []:
+    prunable = [p for p in sorted(ckpt_root.glob("step-*")) if int(p.name.removeprefix("step-")) not in keep_steps]
+    for old in prunable[:-keep_last] if keep_last > 0 else []:
         _discard(old)
     return final
 

@@ -42,6 +42,14 @@ def test_checkpoints_are_atomic_and_pruned(tmp_path):
     assert checkpoint.resolve_model_file(tmp_path) == latest / "model.safetensors"
 
 
+def test_kept_steps_are_never_pruned(tmp_path):
+    for step in (10, 20, 30, 40):
+        checkpoint.save_checkpoint(tmp_path, step, {"w": torch.ones(1)}, "autoencoder", {}, {"step": step},
+                                   keep_last=1, keep_steps=(20,))
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["latest", "step-00000020", "step-00000040"]
+
+
 def test_a_crash_mid_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     checkpoint.save_checkpoint(tmp_path, 1, {"w": torch.ones(1)}, "autoencoder", {}, {"step": 1})
 

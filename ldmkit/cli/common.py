@@ -60,6 +60,14 @@ def add_lora_argument(p: argparse.ArgumentParser) -> None:
                         "this weight (default 1; 0 leaves the model as it is); repeatable")
 
 
+def add_guide_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guide", metavar="MODEL",
+                   help="autoguidance: guide with this weaker model of the same latent space (an early checkpoint of "
+                        "the run, e.g. RUN/checkpoints/step-00000200) in place of the unconditional branch; --guidance "
+                        "sets the strength (2 on the main job's model: docs/results/RECIPE.md), unconditional models "
+                        "included")
+
+
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
@@ -99,7 +107,8 @@ def load_model(args: argparse.Namespace, path: str, device: str | None = None, d
         print(f"--compile: the first batch of each size compiles (minutes at SD size) unless an earlier process "
               f"cached it in {compile_cache_dir()}", flush=True)
     return ldmkit.load(path, device=device or args.device, use_ema=not args.no_ema, config=args.config,
-                       text_encoder=args.text_encoder, lora=lora, dtype=dtype or args.dtype, compile=args.compile)
+                       text_encoder=args.text_encoder, lora=lora, dtype=dtype or args.dtype, compile=args.compile,
+                       guide=getattr(args, "guide", None))
 
 
 def precision_note(args: argparse.Namespace, pipe) -> str:

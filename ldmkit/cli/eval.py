@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ldmkit.cli.common import (
+    add_guide_argument,
     add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
@@ -54,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kid-subset-size", type=int, default=1000)
     add_model_arguments(p)
     add_lora_argument(p)
+    add_guide_argument(p)
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval/<features>-n<N>-<sampler>...)")
 
 
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     tag += f"-interval{args.guidance_interval[0]:g}-{args.guidance_interval[1]:g}" if args.guidance_interval else ""
     tag += "" if args.dtype == "auto" else f"-{args.dtype}"
     tag += f"-lora-{hashlib.sha256(' '.join(args.lora).encode()).hexdigest()[:8]}" if args.lora else ""
+    tag += f"-guide-{hashlib.sha256(str(Path(args.guide).resolve()).encode()).hexdigest()[:8]}" if args.guide else ""
     out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
     try:  # every input is checked (and the reference's statistics computed) before the first sample
@@ -143,12 +146,14 @@ def run(args: argparse.Namespace) -> int:
                 "eta": args.eta, "guidance": args.guidance, "seed": args.seed, **shortcuts,
                 "conditions_from": None if conditions is None else str(source),
                 "processes": ctx.world_size, "device": ctx.device.type,
-                "dtype": dtype_name(pipe.dtype), "lora": args.lora or [], "sampling_seconds": round(sampling_s, 1)}
+                "dtype": dtype_name(pipe.dtype), "lora": args.lora or [],
+                "guide": pipe.load_options.get("guide"), "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}
     table = markdown_table(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     write_text_atomic(out / "metrics.md", f"{model_file} — {args.n} samples, {args.sampler} {args.steps} steps, "
-                      f"guidance {args.guidance:g}, reference {ref}\n\n{table}")
+                      f"guidance {args.guidance:g}{f' (guide: {args.guide})' if args.guide else ''}, "
+                      f"reference {ref}\n\n{table}")
     if preview is not None:
         make_grid(preview).save(out / "samples.png")
     print(table, end="")

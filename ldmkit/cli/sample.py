@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ldmkit.cli.common import (
+    add_guide_argument,
     add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
@@ -33,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                  "CompVis .ckpt/.safetensors (with --config) or a diffusers folder")
     add_model_arguments(p)
     add_lora_argument(p)
+    add_guide_argument(p)
     add_sampling_arguments(p)
     add_shortcut_arguments(p)
     p.add_argument("--n", type=int, default=16, help="number of images")
@@ -127,6 +129,7 @@ def regenerate(args: argparse.Namespace) -> int:
     check_checkpoint(params)
     args.no_ema = not params["use_ema"]
     args.lora = recorded_lora(params)
+    args.guide = recorded_guide(params)
     args.config, args.text_encoder = params.get("config"), params.get("text_encoder")  # a CompVis / SD checkpoint's
     pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device,
                       dtype=params.get("dtype", "float32"))
@@ -162,6 +165,20 @@ def recorded_lora(params: dict) -> list[str]:
                             "differs); the image cannot be regenerated without it")
         specs.append(f"{item['file']}:{item['weight']!r}")
     return specs
+
+
+def recorded_guide(params: dict) -> str | None:
+    """The guide model an image was made with (autoguidance), checked to be the same file (sha256) as then."""
+    from ldmkit.errors import DataError
+    from ldmkit.pipeline.metadata import file_sha256
+
+    guide = params.get("guide")
+    if not guide:
+        return None
+    if file_sha256(guide["checkpoint"]) != guide["sha256"]:
+        raise DataError(f"the guide model {guide['checkpoint']} this image was made with is gone or has changed "
+                        "(sha256 differs); the image cannot be regenerated without it")
+    return guide["checkpoint"]
 
 
 def check_condition_flags(args: argparse.Namespace, cfg) -> None:

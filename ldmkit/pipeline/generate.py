@@ -30,9 +30,11 @@ from ldmkit.pipeline.tiling import decode_tiled
 from ldmkit.progress import progress
 from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, sample, sampler_options
 from ldmkit.sampling.blend import blended
-from ldmkit.sampling.guidance import classifier_free_guidance, conditioned, in_interval
+from ldmkit.sampling.guidance import autoguidance, classifier_free_guidance, conditioned, in_interval
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
+_NEGATIVE_WITH_GUIDE = ("a negative condition replaces classifier-free guidance's unconditional branch, and with a "
+                        "guide model (autoguidance) the guide takes that place; drop the negative or the guide")
 
 
 class Pipeline:
@@ -51,6 +53,7 @@ class Pipeline:
         self.source, self.use_ema, self.decode_tile = source, use_ema, decode_tile
         self.dtype, self.compiled = dtype, compile
         self.load_options: dict = {}  # how ldmkit.load read the model: config, text encoder, LoRA (for the metadata)
+        self.guide: Pipeline | None = None  # autoguidance's weaker model (pipeline/guide.py), used when guidance != 1
 
     @property
     def config(self):
@@ -66,9 +69,10 @@ class Pipeline:
             raise ConfigError(f"steps must be a whole number >= 1, got {steps!r}")
         if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
             raise ConfigError(f"guidance must be a finite number >= 0 (1: no guidance), got {guidance!r}")
-        if guidance != 1.0 and not self.config.conditioning.kinds:
+        if guidance != 1.0 and not self.config.conditioning.kinds and self.guide is None:
             raise ConfigError("classifier-free guidance needs a conditional model, and this one is unconditional "
-                              f"(it takes {conditions.accepts(self.config.conditioning)}); drop the guidance")
+                              f"(it takes {conditions.accepts(self.config.conditioning)}); drop the guidance, or "
+                              "give a guide model (--guide: autoguidance)")
         if eta is not None:
             if "eta" not in sampler_options(sampler):
                 takers = ", ".join(name for name in SAMPLERS if "eta" in sampler_options(name))
@@ -119,11 +123,15 @@ class Pipeline:
         elif tuple(x_T.shape) != (len(seeds), *shape):
             raise LdmkitError(f"x_T has shape {tuple(x_T.shape)}, expected {(len(seeds), *shape)}")
         x_T = x_T.to(self.device, torch.float32)
-        cond = model.condition(cond)
-        null = model.condition(negative) if negative is not None else model.null_condition(len(seeds), self.device)
+        raw, cond = cond, model.condition(cond)
         network = self._unet if cache_interval is None else DeepCacheUNet(self.model.unet, cache_interval)
-        if cond and guidance != 1.0:
-            guide_at = None if guidance_interval is None else in_interval(model.schedule, *guidance_interval)
+        guide_at = None if guidance_interval is None else in_interval(model.schedule, *guidance_interval)
+        if self.guide is not None and guidance != 1.0:
+            if negative is not None:
+                raise ConfigError(_NEGATIVE_WITH_GUIDE)
+            unet = autoguidance(network, cond, self.guide._unet, self.guide.model.condition(raw), guidance, guide_at)
+        elif cond and guidance != 1.0:
+            null = model.condition(negative) if negative is not None else model.null_condition(len(seeds), self.device)
             unet = classifier_free_guidance(network, cond, null, guidance, guide_at=guide_at)
         else:
             unet = conditioned(network, cond)
@@ -234,4 +242,6 @@ class Pipeline:
                               f"this model takes {conditions.accepts(cfg)}, which has none")
         if guidance == 1.0:
             raise ConfigError("a negative condition acts through classifier-free guidance; set guidance above 1")
+        if self.guide is not None:
+            raise ConfigError(_NEGATIVE_WITH_GUIDE)
         return conditions.items(cfg, negative, n)

@@ -9,6 +9,11 @@ One forward runs on the batch [uncond; cond] (x and t doubled), as CompVis does,
 Guidance is applied to the raw prediction; for eps, x0 and v alike this equals guidance on eps,
 since each is an affine function of the others at fixed x_t. scale = 1 is the conditional model;
 it runs as a single conditional forward unless short_circuit=False.
+
+Autoguidance (Karras et al., 2024, "Guiding a Diffusion Model with a Bad Version of Itself") puts a
+weaker model of the same data in place of the unconditional branch, so it guides unconditional
+models too:
+    out = out_guide + scale * (out - out_guide),   both on the same condition.
 """
 
 from __future__ import annotations
@@ -83,6 +88,29 @@ def classifier_free_guidance(
         out = unet(torch.cat([x, x]), torch.cat([t, t]), **both)  # (2B, ...)
         out_uncond, out_cond = out.chunk(2)
         return out_uncond + scale * (out_cond - out_uncond)
+
+    return guided
+
+
+def autoguidance(
+    unet: Callable[..., torch.Tensor],
+    cond: Conditioning,
+    guide: Callable[..., torch.Tensor],
+    guide_cond: Conditioning,
+    scale: float,
+    guide_at: Callable[[torch.Tensor], bool] | None = None,
+) -> Model:
+    """`model(x_t, t)` guided by `guide`, a weaker model of the same latent space (an early checkpoint or a
+    smaller UNet), each with its own conditioning dict (their conditioners are trained separately).
+    `guide_at(t)`: as for classifier_free_guidance, one call of `unet` where it is false."""
+    cond, guide_cond = dict(cond), dict(guide_cond)
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        out = unet(x, t, **cond)
+        if guide_at is not None and not guide_at(t):
+            return out
+        weak = guide(x, t, **guide_cond)
+        return weak + scale * (out - weak)
 
     return guided
 

@@ -21,6 +21,7 @@ from ldmkit.serve.errors import ApiError
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TASKS = {"low_res": "upscale", "inpaint": "inpaint"}  # conditioning kind -> task; the rest generate
 NEGATIVE = {"text": "prompt", "class": "class"}  # what a negative condition is, per kind
+GUIDE_DEFAULT = 2.0  # autoguidance's best strength on the main job's model (docs/results/RECIPE.md)
 GUIDED = {"class", "text", "layout"}  # context conditions: classifier-free guidance by default on the page
 
 
@@ -50,6 +51,11 @@ class ServedModel:
         return self.pipe.load_options.get("lora", [])
 
     @property
+    def guided(self) -> bool:
+        """Whether it has a guide model (autoguidance): then guidance works without a condition too."""
+        return self.pipe.guide is not None
+
+    @property
     def title(self) -> str:
         """A1111's checkpoint title: "name [hash]"."""
         return f"{self.name} [{self.short_hash}]" if self.short_hash else self.name
@@ -60,11 +66,13 @@ class ServedModel:
         info = {"name": self.name, "title": self.title, "task": self.task, "kind": cfg.kind,
                 "conditions": list(cfg.kinds), "image_size": self.pipe.config.image_size,
                 "size_multiple": model.factor * self.pipe.config.unet.size_multiple, "device": str(self.pipe.device),
-                "guidance": bool(cfg.kinds), "guidance_default": 3.0 if set(cfg.kinds) & GUIDED else 1.0,
+                "guidance": bool(cfg.kinds) or self.guided,
+                "guidance_default": GUIDE_DEFAULT if self.guided else 3.0 if set(cfg.kinds) & GUIDED else 1.0,
                 "negative": NEGATIVE.get(cfg.kind) if cfg.hybrid == "none" else None,
                 "samplers": list(SAMPLERS), "sampler_default": DEFAULT_SAMPLER, "steps_default": DEFAULT_STEPS,
                 "sha256": self.sha256, "lora": [{"name": Path(item["file"]).name, "sha256": item["sha256"],
                                                  "weight": item["weight"]} for item in self.adapters],
+                "guide": self.pipe.load_options["guide"] if self.guided else None,
                 "eta_samplers": [s for s in SAMPLERS if "eta" in sampler_options(s)],
                 "karras_samplers": [s for s in SAMPLERS if "karras" in sampler_options(s)]}
         if "class" in cfg.kinds:
@@ -133,16 +141,31 @@ def lora_per_model(specs: list[str], names: list[str]) -> dict[str, list[tuple[s
     """The --lora options ([MODEL=]LORA[:WEIGHT]) as {served name: [(path, weight)]}, in order."""
     from ldmkit.lora import parse_spec
 
-    out: dict[str, list[tuple[str, float]]] = {name: [] for name in names}
+    return _per_model("--lora", "MODEL=LORA[:WEIGHT]", specs, names, parse_spec)
+
+
+def guide_per_model(specs: list[str], names: list[str]) -> dict[str, str | None]:
+    """The --guide options ([MODEL=]GUIDE) as {served name: guide path or None}, one guide per model at most."""
+    out = {}
+    for name, guides in _per_model("--guide", "MODEL=GUIDE", specs, names, str).items():
+        if len(guides) > 1:
+            raise ConfigError(f"--guide is given {len(guides)} times for {name}; a model has one guide")
+        out[name] = guides[0] if guides else None
+    return out
+
+
+def _per_model(flag: str, form: str, specs: list[str], names: list[str], parse) -> dict[str, list]:
+    """Options of the form [MODEL=]VALUE as {served name: [parse(VALUE)]}; MODEL may be left out with one model."""
+    out: dict[str, list] = {name: [] for name in names}
     for spec in specs:
         name, sep, rest = spec.partition("=")
         if sep and name in out and not Path(spec).exists():
-            out[name].append(parse_spec(rest))
+            out[name].append(parse(rest))
         elif len(names) == 1:
-            out[names[0]].append(parse_spec(spec))
+            out[names[0]].append(parse(spec))
         else:
-            raise ConfigError(f"--lora {spec!r}: {len(names)} models are served; say which one takes it as "
-                              f"MODEL=LORA[:WEIGHT], MODEL one of: {', '.join(names)}")
+            raise ConfigError(f"{flag} {spec!r}: {len(names)} models are served; say which one takes it as "
+                              f"{form}, MODEL one of: {', '.join(names)}")
     return out
 
 

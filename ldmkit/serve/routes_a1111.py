@@ -37,7 +37,7 @@ def _common(state: ServerState, req: a1111.Txt2ImgRequest):
     eta = req.eta
     if eta is not None and "eta" not in sampler_options(sampler):
         eta, ignored = None, ignored + ["eta"]
-    guidance = req.cfg_scale if model.conditioning.kinds else 1.0
+    guidance = req.cfg_scale if model.conditioning.kinds or model.guided else 1.0
     if guidance != req.cfg_scale:
         ignored.append("cfg_scale")
     seed = secrets.randbelow(2**32) if req.seed == -1 else req.seed

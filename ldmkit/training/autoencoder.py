@@ -77,7 +77,8 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
 
     def save(step: int) -> Path:
         tensors, model_cfg = autoencoder_state(model)
-        return save_run_checkpoint(run_dir, step, tensors, KIND, model_cfg, state_dict(step), cfg, tc.keep_last)
+        return save_run_checkpoint(run_dir, step, tensors, KIND, model_cfg, state_dict(step), cfg, tc.keep_last,
+                                   tc.keep_steps)
 
     model.train()
     loss_fn.train()

@@ -31,6 +31,7 @@ class TrainConfig:
     image_every: int = 1000  # sample / reconstruction grids
     ckpt_every: int = 1000
     keep_last: int = 2  # checkpoints kept on disk
+    keep_steps: tuple[int, ...] = ()  # steps whose checkpoints are written and never pruned (e.g. a guide)
     max_nonfinite: int = 20  # consecutive non-finite losses before the run stops
     max_minutes: float | None = None  # wall-clock budget of the training loop, summed over resumes (None: off);
     # the run stops after the step that crosses it, with a checkpoint (ldmkit/training/budget.py)
@@ -39,6 +40,9 @@ class TrainConfig:
         for key in ("steps", "batch_size", "grad_accum", "log_every", "image_every", "ckpt_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"train.{key} must be at least 1, got {getattr(self, key)}")
+        if any(step < 1 for step in self.keep_steps):
+            raise ValueError(f"train.keep_steps are steps >= 1 (a run shorter than one writes no checkpoint for "
+                             f"it), got {list(self.keep_steps)}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError(f"train.max_minutes must be positive (or null: no time limit), got {self.max_minutes}")
         if self.batch_size % self.grad_accum:

@@ -200,7 +200,8 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
             model_cfg = {"lora": to_dict(cfg.lora), "base": to_dict(cfg.init)}
         else:
             tensors, kind, model_cfg = ldm_tensors(model, dict(ema.shadow)), KIND, ldm_config_dict(model)
-        return save_run_checkpoint(run_dir, step, tensors, kind, model_cfg, train_state, cfg, tc.keep_last)
+        return save_run_checkpoint(run_dir, step, tensors, kind, model_cfg, train_state, cfg, tc.keep_last,
+                                   tc.keep_steps)
 
     last = None
     for step in loop:

@@ -61,8 +61,9 @@ class TrainLoop:
             now = perf_counter()
             rate = (done - self._logged) * tc.batch_size / max(now - self._since, 1e-9)
             self._logged, self._since = done, now
-        return Tick(log=log, image=done % tc.image_every == 0 or last,
-                    checkpoint=done % tc.ckpt_every == 0 or last or stop, stop=stop, images_per_second=rate)
+        checkpoint = done % tc.ckpt_every == 0 or done in tc.keep_steps or last or stop
+        return Tick(log=log, image=done % tc.image_every == 0 or last, checkpoint=checkpoint, stop=stop,
+                    images_per_second=rate)
 
     def show(self, **values: str) -> None:
         """Values for the progress bar, beside the budget's minutes."""

@@ -82,10 +82,10 @@ def restore_rng(state: dict) -> None:
 
 
 def save_run_checkpoint(run_dir: Path, step: int, tensors: dict, kind: str, model_cfg: dict, state: dict,
-                        run_cfg: Any, keep_last: int) -> Path:
+                        run_cfg: Any, keep_last: int, keep_steps: tuple[int, ...] = ()) -> Path:
     """A checkpoint whose state (and model-file metadata) carries the whole resolved run config."""
     state = {**state, "config": to_dict(run_cfg)}
-    return save_checkpoint(run_dir, step, tensors, kind, model_cfg, state, keep_last,
+    return save_checkpoint(run_dir, step, tensors, kind, model_cfg, state, keep_last, keep_steps,
                            extra_metadata={"ldmkit.run_config": json.dumps(to_dict(run_cfg))})
 
 

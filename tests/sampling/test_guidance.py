@@ -4,7 +4,7 @@ import torch
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators
 from ldmkit.errors import LdmkitError
 from ldmkit.sampling import sample
-from ldmkit.sampling.guidance import classifier_free_guidance, conditioned
+from ldmkit.sampling.guidance import autoguidance, classifier_free_guidance, conditioned
 
 B = 3
 
@@ -109,3 +109,17 @@ def test_guidance_in_an_interval_runs_one_conditional_call_outside_it():
     outside = int((sigma > 2.0).nonzero()[0])
     assert torch.equal(model(x, torch.full((2,), inside)), x * 3.0) and calls == [4]  # [uncond; cond], guided
     assert torch.equal(model(x, torch.full((2,), outside)), x) and calls == [4, 2]  # the conditional call alone
+
+
+def test_autoguidance_mixes_the_model_with_its_guide_each_on_its_own_condition():
+    x, t = torch.randn(B, 4, 8, 8), torch.full((B,), 500)
+    strong, weak = RecordingUNet(), RecordingUNet()
+    cond, guide_cond = {"y": torch.tensor([1, 2, 3])}, {"y": torch.tensor([4, 5, 6])}
+    out = autoguidance(strong, cond, weak, guide_cond, 2.5)(x, t)
+    o_strong, o_weak = strong(x, t, **cond), weak(x, t, **guide_cond)
+    torch.testing.assert_close(out, o_weak + 2.5 * (o_strong - o_weak))
+    assert torch.equal(weak.calls[0]["y"], guide_cond["y"]) and torch.equal(strong.calls[0]["y"], cond["y"])
+    torch.testing.assert_close(autoguidance(strong, cond, weak, guide_cond, 1.0)(x, t), o_strong)
+    skipped = autoguidance(strong, cond, weak, guide_cond, 2.5, guide_at=lambda t: False)
+    calls = len(weak.calls)
+    assert torch.equal(skipped(x, t), o_strong) and len(weak.calls) == calls  # outside the interval: no guide call

@@ -48,6 +48,12 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path, emoji32):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_kept_steps_are_written_off_the_checkpoint_interval_and_outlive_pruning(tmp_path, emoji32):
+    train_ldm(cfg(steps=5, ckpt_every=2, keep_last=1, keep_steps=(1,)), tmp_path / "run")
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert names == ["step-00000001", "step-00000005"]
+
+
 def test_gradient_accumulation_matches_one_big_batch(tmp_path, emoji32):
     train_ldm(cfg(steps=2), tmp_path / "one")
     train_ldm(cfg(steps=2, grad_accum=2), tmp_path / "accum")
