@@ -28,6 +28,7 @@ from ldmkit.config import from_dict, to_dict
 from ldmkit.errors import ConfigError
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 
+IDENTITY = "identity"  # the first stage of pixel-space models
 MODEL_SECTIONS = ("unet", "diffusion", "conditioning")  # taken from MODEL
 # keys of those sections a fine-tuning config may change (a prefix covers the keys below it)
 CHANGEABLE = ("unet.dropout", "unet.use_checkpoint", "unet.sample_size", "diffusion.min_snr_gamma",
@@ -133,11 +134,26 @@ def resolve_init_config(cfg, source: LDMConfig, given: set[str]):
     return from_dict(type(cfg), merged)
 
 
+def load_first_stage(spec: str, in_channels: int = 3) -> torch.nn.Module:
+    """The first stage a run config names: the identity, an autoencoder, or an LDM's own first stage."""
+    from ldmkit.autoencoder.checkpoint import load_autoencoder
+    from ldmkit.autoencoder.config import AutoencoderConfig
+    from ldmkit.autoencoder.model import build_autoencoder
+    from ldmkit.checkpoint import resolve_model_file
+    from ldmkit.interop.foreign_models import find_diffusers_pipeline
+    from ldmkit.pipeline.checkpoint import KIND
+
+    if spec == IDENTITY:
+        return build_autoencoder(AutoencoderConfig(kind="identity", in_channels=in_channels))
+    if find_diffusers_pipeline(spec) is None and model_kind(resolve_model_file(spec)) != KIND:
+        return load_autoencoder(spec)
+    return load_init_model(InitConfig(model=spec)).first_stage  # an LDM: its first stage
+
+
 def check_first_stage(spec: str, source: LatentDiffusion, model: str) -> None:
     """A run from a model uses the model's first stage; a config naming another one (other weights) is an
     error. A path that does not exist (the shipped configs' default) or the identity is not another one."""
     from ldmkit.training.latent_cache import weights_digest
-    from ldmkit.training.ldm import IDENTITY, load_first_stage
 
     if spec in (IDENTITY, model) or not Path(spec).exists():
         return

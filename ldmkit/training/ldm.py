@@ -19,9 +19,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ldmkit.autoencoder.checkpoint import load_autoencoder
-from ldmkit.autoencoder.config import AutoencoderConfig
-from ldmkit.autoencoder.model import build_autoencoder
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.config import to_dict
 from ldmkit.data import DataConfig
@@ -48,11 +45,13 @@ from ldmkit.training.distributed import setup_distributed, teardown_distributed
 from ldmkit.training.ema import EMA
 from ldmkit.training.guard import NonFiniteGuard
 from ldmkit.training.init_from import (
+    IDENTITY,
     InitConfig,
     changed_keys,
     check_class_names,
     check_first_stage,
     copy_init_weights,
+    load_first_stage,
     load_init_model,
     resolve_init_config,
 )
@@ -61,8 +60,6 @@ from ldmkit.training.loop import TrainLoop
 from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
 from ldmkit.training.trained import TrainedParts, drop, load_trained, trained_state  # noqa: F401 (drop: re-exported)
 from ldmkit.unet.config import UNetConfig
-
-IDENTITY = "identity"
 
 
 @dataclass(frozen=True)
@@ -90,18 +87,6 @@ class LDMRunConfig:
         if self.lora.enabled and self.init.model is None:
             raise ConfigError("lora.rank: a LoRA adapts a trained model; give it with --init-from MODEL "
                               "(init.model), or set lora.rank: 0 to train the whole model")
-
-
-def load_first_stage(spec: str, in_channels: int = 3) -> nn.Module:
-    if spec == IDENTITY:
-        return build_autoencoder(AutoencoderConfig(kind="identity", in_channels=in_channels))
-    from ldmkit.checkpoint import resolve_model_file
-    from ldmkit.interop.foreign_models import find_diffusers_pipeline
-    from ldmkit.training.init_from import model_kind
-
-    if find_diffusers_pipeline(spec) is None and model_kind(resolve_model_file(spec)) != KIND:
-        return load_autoencoder(spec)
-    return load_init_model(InitConfig(model=spec)).first_stage  # an LDM: its first stage
 
 
 def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False, given: set[str] | None = None,
