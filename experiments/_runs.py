@@ -65,7 +65,7 @@ def trained(config: str, args) -> ldmkit.Pipeline:
     run_dir = Path(args.runs) / name
     guide_step = getattr(args, "guide_step", None)
     if latest_checkpoint(run_dir) is None:
-        keep = [f"train.keep_steps=[{guide_step}]"] if guide_step else []
+        keep = [f"train.keep_steps=[{guide_step}]"] if guide_step is not None else []
         cfg = load_config(LDMRunConfig, config, [f"first_stage={args.first_stage}", *args.overrides, *keep])
         start = time.perf_counter()
         train_ldm(fit_to_first_stage(cfg), run_dir)

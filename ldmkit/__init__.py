@@ -35,7 +35,6 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     from ldmkit.lora.files import adapter_records, apply_adapters, as_specs
     from ldmkit.pipeline import Pipeline
     from ldmkit.pipeline.guide import check_guide
-    from ldmkit.pipeline.metadata import file_sha256
 
     specs = as_specs(lora)
     model, source = load_any_ldm(path, config, use_ema, text_encoder)
@@ -56,7 +55,5 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
         pipe.guide = Pipeline(weak, device, source=str(guide_source), use_ema=use_ema, dtype=dtype, compile=compile)
     pipe.load_options = {"config": None if config is None else str(Path(config).resolve()),
                          "text_encoder": None if text_encoder is None else str(Path(text_encoder).resolve()),
-                         "lora": adapter_records(specs),  # in every image's parameters, for --from-png
-                         "guide": None if weak is None else {"checkpoint": str(guide_source),
-                                                             "sha256": file_sha256(guide_source)}}
+                         "lora": adapter_records(specs)}  # in every image's parameters, for --from-png
     return pipe

@@ -220,7 +220,8 @@ def save_checkpoint(run_dir: str | Path, step: int, tensors: dict[str, torch.Ten
         kept = f"{previous} is intact" if previous is not None else "no earlier checkpoint exists"
         raise write_error(err, final, f"free some disk space (or keep fewer checkpoints: train.keep_last) and "
                                       f"continue the run with --resume {run_dir} ({kept})") from err
-    prunable = [p for p in sorted(ckpt_root.glob("step-*")) if int(p.name.removeprefix("step-")) not in keep_steps]
+    prunable = [p for p in sorted(ckpt_root.glob("step-*"))
+                if re.fullmatch(r"step-\d+", p.name) and int(p.name[5:]) not in keep_steps]
     for old in prunable[:-keep_last] if keep_last > 0 else []:
         _discard(old)
     return final

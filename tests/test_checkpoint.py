@@ -48,6 +48,9 @@ def test_kept_steps_are_never_pruned(tmp_path):
                                    keep_last=1, keep_steps=(20,))
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["latest", "step-00000020", "step-00000040"]
+    (tmp_path / "checkpoints" / "step-00000020.bak").mkdir()  # a user's copy: neither pruned nor a crash
+    checkpoint.save_checkpoint(tmp_path, 50, {"w": torch.ones(1)}, "autoencoder", {}, {"step": 50}, keep_last=1)
+    assert (tmp_path / "checkpoints" / "step-00000020.bak").is_dir()
 
 
 def test_a_crash_mid_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):

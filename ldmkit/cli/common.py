@@ -101,6 +101,11 @@ def load_model(args: argparse.Namespace, path: str, device: str | None = None, d
     from ldmkit.lora import parse_spec
 
     lora = [parse_spec(text) for text in getattr(args, "lora", None) or []]
+    if getattr(args, "guide", None) and getattr(args, "guidance", 1.0) == 1.0:
+        from ldmkit.errors import ConfigError
+
+        raise ConfigError("--guide acts through --guidance, which is 1 (off); set it above 1 (2 suits the main "
+                          "job's model) or drop --guide")
     if args.compile:
         from ldmkit.fast.inference import compile_cache_dir
 

@@ -59,6 +59,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval/<features>-n<N>-<sampler>...)")
 
 
+def guide_id(guide: str) -> str:
+    """A digest of the guide's model file (so a run folder whose latest checkpoint moves gets another tag)."""
+    from ldmkit.checkpoint import resolve_model_file
+    from ldmkit.errors import LdmkitError
+    from ldmkit.pipeline.metadata import file_sha256
+
+    try:
+        key = file_sha256(resolve_model_file(guide)) or guide
+    except LdmkitError:  # (not an ldmkit model; the loader says what is wrong with it)
+        key = str(Path(guide).resolve())
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def default_reference(model_file: Path) -> str:
     """The dataset the run that wrote `model_file` trained on ('openmoji' or its folder)."""
     from ldmkit.checkpoint import load_model_file
@@ -104,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     tag += f"-interval{args.guidance_interval[0]:g}-{args.guidance_interval[1]:g}" if args.guidance_interval else ""
     tag += "" if args.dtype == "auto" else f"-{args.dtype}"
     tag += f"-lora-{hashlib.sha256(' '.join(args.lora).encode()).hexdigest()[:8]}" if args.lora else ""
-    tag += f"-guide-{hashlib.sha256(str(Path(args.guide).resolve()).encode()).hexdigest()[:8]}" if args.guide else ""
+    tag += f"-guide-{guide_id(args.guide)[:8]}" if args.guide else ""
     out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
     try:  # every input is checked (and the reference's statistics computed) before the first sample
@@ -147,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
                 "conditions_from": None if conditions is None else str(source),
                 "processes": ctx.world_size, "device": ctx.device.type,
                 "dtype": dtype_name(pipe.dtype), "lora": args.lora or [],
-                "guide": pipe.load_options.get("guide"), "sampling_seconds": round(sampling_s, 1)}
+                "guide": pipe.guide_record(), "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}
     table = markdown_table(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")

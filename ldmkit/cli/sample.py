@@ -129,7 +129,7 @@ def regenerate(args: argparse.Namespace) -> int:
     check_checkpoint(params)
     args.no_ema = not params["use_ema"]
     args.lora = recorded_lora(params)
-    args.guide = recorded_guide(params)
+    args.guide, args.guidance = recorded_guide(params), params["guidance"]
     args.config, args.text_encoder = params.get("config"), params.get("text_encoder")  # a CompVis / SD checkpoint's
     pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device,
                       dtype=params.get("dtype", "float32"))

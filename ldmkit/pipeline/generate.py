@@ -24,7 +24,7 @@ from ldmkit.errors import ConfigError, LdmkitError
 from ldmkit.fast import for_inference
 from ldmkit.fast.deepcache import DeepCacheUNet
 from ldmkit.pipeline import conditions, starts
-from ldmkit.pipeline.metadata import PNG_KEY, image_metadata, to_json
+from ldmkit.pipeline.metadata import PNG_KEY, file_sha256, image_metadata, to_json
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.pipeline.tiling import decode_tiled
 from ldmkit.progress import progress
@@ -54,6 +54,12 @@ class Pipeline:
         self.dtype, self.compiled = dtype, compile
         self.load_options: dict = {}  # how ldmkit.load read the model: config, text encoder, LoRA (for the metadata)
         self.guide: Pipeline | None = None  # autoguidance's weaker model (pipeline/guide.py), used when guidance != 1
+
+    def guide_record(self) -> dict | None:
+        """The guide model (path and sha256) as images and evaluations record it, None without one."""
+        if self.guide is None:
+            return None
+        return {"checkpoint": self.guide.source, "sha256": file_sha256(self.guide.source)}
 
     @property
     def config(self):
@@ -129,7 +135,8 @@ class Pipeline:
         if self.guide is not None and guidance != 1.0:
             if negative is not None:
                 raise ConfigError(_NEGATIVE_WITH_GUIDE)
-            unet = autoguidance(network, cond, self.guide._unet, self.guide.model.condition(raw), guidance, guide_at)
+            weak = self.guide._unet if cache_interval is None else DeepCacheUNet(self.guide.model.unet, cache_interval)
+            unet = autoguidance(network, cond, weak, self.guide.model.condition(raw), guidance, guide_at)
         elif cond and guidance != 1.0:
             null = model.condition(negative) if negative is not None else model.null_condition(len(seeds), self.device)
             unet = classifier_free_guidance(network, cond, null, guidance, guide_at=guide_at)
@@ -203,6 +210,8 @@ class Pipeline:
         self.model.latent_shape(height, width)  # a clear error for a size the model cannot take, before any work
         params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": height,
                   "width": width, **{k: v for k, v in shortcuts.items() if v}}
+        if self.guide is not None and guidance != 1.0:
+            params["guide"] = self.guide_record()  # autoguidance: --from-png needs the same guide
         if inits[0] is not None:
             params["strength"] = starts.DEFAULT_STRENGTH if strength is None else strength
         images = []

@@ -72,7 +72,7 @@ class ServedModel:
                 "samplers": list(SAMPLERS), "sampler_default": DEFAULT_SAMPLER, "steps_default": DEFAULT_STEPS,
                 "sha256": self.sha256, "lora": [{"name": Path(item["file"]).name, "sha256": item["sha256"],
                                                  "weight": item["weight"]} for item in self.adapters],
-                "guide": self.pipe.load_options["guide"] if self.guided else None,
+                "guide": self.pipe.guide_record(),
                 "eta_samplers": [s for s in SAMPLERS if "eta" in sampler_options(s)],
                 "karras_samplers": [s for s in SAMPLERS if "karras" in sampler_options(s)]}
         if "class" in cfg.kinds:

@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 from ldmkit.sampling import sampler_options
 from ldmkit.serve import a1111, tasks
 from ldmkit.serve.errors import ApiError
+from ldmkit.serve.registry import GUIDE_DEFAULT
 from ldmkit.serve.state import ServerState, get_state
 
 router = APIRouter(prefix="/sdapi/v1", tags=["A1111"])
@@ -40,6 +41,8 @@ def _common(state: ServerState, req: a1111.Txt2ImgRequest):
     guidance = req.cfg_scale if model.conditioning.kinds or model.guided else 1.0
     if guidance != req.cfg_scale:
         ignored.append("cfg_scale")
+    if model.guided and "cfg_scale" not in req.model_fields_set:
+        guidance = GUIDE_DEFAULT  # (clients that send none get autoguidance's default, not A1111's 7)
     seed = secrets.randbelow(2**32) if req.seed == -1 else req.seed
     options = {"steps": req.steps, "sampler": sampler, "guidance": guidance, "eta": eta}
     return model, options, karras, label, seed, ignored

@@ -48,6 +48,26 @@ def test_guidance_mixes_in_the_guide_and_guidance_1_ignores_it(files):
     assert not torch.equal(mixed, z) and torch.isfinite(mixed).all()
     with pytest.raises(ConfigError, match="unconditional .* or give a guide model"):
         plain(n=1, steps=2, guidance=2.0)
+    assert "guide" not in read_params_of(guided(n=1, steps=2)[0])  # guidance 1: the guide plays no part
+    assert read_params_of(guided(n=1, steps=2, guidance=2.0)[0])["guide"]["checkpoint"] == guide
+
+
+def read_params_of(image) -> dict:
+    import json
+
+    return json.loads(image.info["ldmkit"])
+
+
+def test_feature_caching_reaches_the_guide_too(files):
+    model, guide = files
+    pipe = ldmkit.load(model, device="cpu", guide=guide)
+
+    def z(interval=None):
+        return pipe.latents([0], steps=6, sampler="ddim", guidance=2.0, cache_interval=interval)
+
+    plain = z()
+    torch.testing.assert_close(z(1), plain, atol=1e-5, rtol=0)
+    assert not torch.equal(z(3), plain)
 
 
 def test_a_guide_of_another_latent_space_is_refused_by_name(tmp_path, files):
@@ -90,6 +110,12 @@ def test_a_missing_guide_is_one_line(tmp_path, files, cli_error):
     model, _ = files
     message = cli_error(["sample", model, "--guide", tmp_path / "nope", "--guidance", "2", "--out", tmp_path / "s"])
     assert "the guide model" in message and "does not exist" in message
+
+
+def test_a_guide_without_guidance_is_one_line(tmp_path, files, cli_error):
+    model, guide = files
+    message = cli_error(["sample", model, "--guide", guide, "--out", tmp_path / "s"])
+    assert "--guide acts through --guidance" in message
 
 
 def test_from_png_refuses_a_changed_guide(tmp_path, cli_error):

@@ -33,6 +33,8 @@ def test_a_served_unconditional_model_with_a_guide_takes_guidance_and_from_png_r
         res = client.post("/sdapi/v1/txt2img", json={"seed": 3, "steps": 2, "cfg_scale": 2, "width": 16,
                                                      "height": 16})
         assert res.status_code == 200, res.text
+        unsent = client.post("/sdapi/v1/txt2img", json={"seed": 3, "steps": 2, "width": 16, "height": 16})
+        assert json.loads(unsent.json()["info"])["cfg_scale"] == 2.0  # autoguidance's default, not A1111's 7
     assert described["guidance"] and described["guidance_default"] == 2.0 and described["guide"]["checkpoint"] == guide
     path = tmp_path / "served.png"
     path.write_bytes(base64.b64decode(res.json()["images"][0]))
