@@ -155,30 +155,18 @@ def regenerate(args: argparse.Namespace) -> int:
 
 def recorded_lora(params: dict) -> list[str]:
     """The --lora specs an image was made with, each checked to be the same file (sha256) as then."""
-    from ldmkit.errors import DataError
-    from ldmkit.pipeline.metadata import file_sha256
+    from ldmkit.pipeline.metadata import unchanged_file
 
-    specs = []
-    for item in params.get("lora", []):
-        if file_sha256(item["file"]) != item["sha256"]:
-            raise DataError(f"the LoRA {item['file']} this image was made with is gone or has changed (sha256 "
-                            "differs); the image cannot be regenerated without it")
-        specs.append(f"{item['file']}:{item['weight']!r}")
-    return specs
+    return [f"{unchanged_file(item['file'], item['sha256'], 'the LoRA')}:{item['weight']!r}"
+            for item in params.get("lora", [])]
 
 
 def recorded_guide(params: dict) -> str | None:
     """The guide model an image was made with (autoguidance), checked to be the same file (sha256) as then."""
-    from ldmkit.errors import DataError
-    from ldmkit.pipeline.metadata import file_sha256
+    from ldmkit.pipeline.metadata import unchanged_file
 
     guide = params.get("guide")
-    if not guide:
-        return None
-    if file_sha256(guide["checkpoint"]) != guide["sha256"]:
-        raise DataError(f"the guide model {guide['checkpoint']} this image was made with is gone or has changed "
-                        "(sha256 differs); the image cannot be regenerated without it")
-    return guide["checkpoint"]
+    return unchanged_file(guide["checkpoint"], guide["sha256"], "the guide model") if guide else None
 
 
 def check_condition_flags(args: argparse.Namespace, cfg) -> None:

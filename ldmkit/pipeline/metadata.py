@@ -123,6 +123,14 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
+def unchanged_file(path: str, sha256: str, what: str) -> str:
+    """`path`, a file an image was made with, checked to be the same file (sha256) as then."""
+    if file_sha256(path) != sha256:
+        raise DataError(f"{what} {path} this image was made with is gone or has changed (sha256 differs); the image "
+                        "cannot be regenerated without it")
+    return path
+
+
 def file_sha256(path: str | Path | None) -> str | None:
     """The sha256 of a file (cached while its size and mtime stay), None for anything that is not a file."""
     if not path or not Path(path).is_file():
