@@ -7,7 +7,8 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4"
 RUN ?= runs/emoji
 AE_STEPS ?= 1200
 AE_DISC_START ?= 900
-# make emoji's samples: autoguidance by the LDM's step-200 checkpoint at this strength (docs/results/RECIPE.md)
+# make emoji's samples (the default sampler, Euler a 30): autoguidance by the LDM's step-200 checkpoint at this
+# strength (docs/results/RECIPE.md)
 GUIDANCE ?= 2
 LDMKIT := OMP_NUM_THREADS=$(or $(OMP_NUM_THREADS),2) $(BIN)/ldmkit
 .PHONY: install test emoji clean
@@ -38,8 +39,8 @@ emoji:
 	  --set loss.disc_start=$(AE_DISC_START) --out $(RUN)/autoencoder; fi
 	@if [ -e $(RUN)/ldm/checkpoints/latest ]; then $(LDMKIT) train --resume $(RUN)/ldm; \
 	else $(LDMKIT) train configs/ldm/emoji64-kl-f4.yaml --set first_stage=$(RUN)/autoencoder --out $(RUN)/ldm; fi
-	$(LDMKIT) sample $(RUN)/ldm --n 16 --steps 200 --sampler ddpm --seed 0 \
-	  --guide $(RUN)/ldm/checkpoints/step-00000200 --guidance $(GUIDANCE) --out $(RUN)/samples
+	$(LDMKIT) sample $(RUN)/ldm --n 16 --seed 0 --guide $(RUN)/ldm/checkpoints/step-00000200 \
+	  --guidance $(GUIDANCE) --out $(RUN)/samples
 
 clean:
 	rm -rf $(VENV) .pytest_cache

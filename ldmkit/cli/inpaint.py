@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from ldmkit.cli.common import (
+    add_guide_argument,
     add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inpainting LDM: run folder, checkpoint folder or model file (default: %(default)s)")
     add_model_arguments(p)
     add_lora_argument(p)
+    add_guide_argument(p)
     add_sampling_arguments(p)
 
 

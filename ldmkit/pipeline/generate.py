@@ -26,7 +26,7 @@ from ldmkit.fast.deepcache import DeepCacheUNet
 from ldmkit.pipeline import conditions, starts
 from ldmkit.pipeline.metadata import PNG_KEY, file_sha256, image_metadata, to_json
 from ldmkit.pipeline.model import LatentDiffusion
-from ldmkit.pipeline.tiling import decode_tiled
+from ldmkit.pipeline.tiling import decode_tile_size, decode_tiled
 from ldmkit.progress import progress
 from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, sample, sampler_options
 from ldmkit.sampling.blend import blended
@@ -41,16 +41,19 @@ class Pipeline:
     """A loaded LDM on a device, ready to sample: `pipe(n=..., steps=..., sampler=..., guidance=..., seed=...)`."""
 
     def __init__(self, model: LatentDiffusion, device: torch.device | str = "cpu", source: str = "",
-                 use_ema: bool = True, decode_tile: int = 32, dtype: torch.dtype = torch.float32,
+                 use_ema: bool = True, decode_tile: int | None = None, dtype: torch.dtype = torch.float32,
                  compile: bool = False):
-        """`dtype` (e.g. torch.bfloat16) and `compile`: the fast inference path, see ldmkit/fast/;
+        """`decode_tile`: latents larger than this (in latent pixels) decode in overlapping tiles; None: as
+        large as keeps the decoder's largest activation within 64 MiB (pipeline/tiling.py).
+        `dtype` (e.g. torch.bfloat16) and `compile`: the fast inference path, see ldmkit/fast/;
         they convert `model`'s UNet and decoder in place (on CPU the decoder goes channels_last in
         float32 too). On CPU without `compile`, `model`'s 3x3 convolutions become WinogradConv2d
         (fast/winograd.py: same parameters, faster float32 inference)."""
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self._unet, self._decode = for_inference(self.model, self.device, dtype, compile)
-        self.source, self.use_ema, self.decode_tile = source, use_ema, decode_tile
+        self.source, self.use_ema = source, use_ema
+        self.decode_tile = decode_tile or decode_tile_size(model.config.first_stage, dtype)
         self.dtype, self.compiled = dtype, compile
         self.load_options: dict = {}  # how ldmkit.load read the model: config, text encoder, LoRA (for the metadata)
         self.guide: Pipeline | None = None  # autoguidance's weaker model (pipeline/guide.py), used when guidance != 1
@@ -60,6 +63,13 @@ class Pipeline:
         if self.guide is None:
             return None
         return {"checkpoint": self.guide.source, "sha256": file_sha256(self.guide.source)}
+
+    def recorded(self, params: dict) -> dict:
+        """`params` (steps, sampler, guidance, ...) as an image records them: with the guide model when
+        autoguidance acted (guidance != 1), which --from-png needs to make the same image again."""
+        if self.guide is not None and params["guidance"] != 1.0:
+            params = {**params, "guide": self.guide_record()}
+        return params
 
     @property
     def config(self):
@@ -208,10 +218,8 @@ class Pipeline:
                               "height/width")
         height, width = asked or (height or self.config.image_size, width or self.config.image_size)
         self.model.latent_shape(height, width)  # a clear error for a size the model cannot take, before any work
-        params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": height,
-                  "width": width, **{k: v for k, v in shortcuts.items() if v}}
-        if self.guide is not None and guidance != 1.0:
-            params["guide"] = self.guide_record()  # autoguidance: --from-png needs the same guide
+        params = self.recorded({"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta,
+                                "height": height, "width": width, **{k: v for k, v in shortcuts.items() if v}})
         if inits[0] is not None:
             params["strength"] = starts.DEFAULT_STRENGTH if strength is None else strength
         images = []

@@ -75,8 +75,8 @@ def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = 
     filled = inpaint_tensor(pipe, to_tensor(rgb)[None], hole, steps, sampler, seed, guidance, eta, callback)
     keep = ~hole[0, 0].bool().numpy()[..., None]  # (H, W, 1)
     out = Image.fromarray(np.where(keep, original, to_uint8(filled[0])))
-    params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": out.height,
-              "width": out.width}
+    params = pipe.recorded({"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta,
+                            "height": out.height, "width": out.width})
     condition = {"image": to_tensor(rgb), "mask": hole[0]}
     out.info[PNG_KEY] = image_metadata(pipe, params, [seed], 0, condition, task="inpaint", inputs=inputs or {})
     return out

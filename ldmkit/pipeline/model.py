@@ -104,6 +104,9 @@ class LatentDiffusion(nn.Module):
                 low, high = size // multiple * multiple, (size // multiple + 1) * multiple
                 raise ShapeError(f"{name} {size} px is not a multiple of {multiple} (first-stage f = {self.factor} "
                                  f"x UNet multiple {self.config.unet.size_multiple}); use {low or high} or {high}")
+            if size < self.factor * self.config.unet.smallest_size:
+                raise ShapeError(f"{name} {size} px is too small for this model: its UNet's lowest level would be 1 "
+                                 f"pixel; use {self.factor * self.config.unet.smallest_size} px or more")
         return (self.config.first_stage.latent_channels, height // self.factor, width // self.factor)
 
     @torch.no_grad()

@@ -106,7 +106,7 @@ def upscale(pipe: Pipeline, image: Image.Image, steps: int = DEFAULT_STEPS, samp
     generation parameters (pipeline/metadata.py; `inputs` describes where the input came from)."""
     lr = to_tensor(flatten_to_rgb(image))
     out = to_pil(upscale_tensor(pipe, lr, steps, sampler, seed, guidance, eta, tile, overlap, color_fix, callback)[0])
-    params = {"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": out.height,
-              "width": out.width, "tile": tile, "overlap": overlap, "color_fix": color_fix}
+    params = pipe.recorded({"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": out.height,
+                            "width": out.width, "tile": tile, "overlap": overlap, "color_fix": color_fix})
     out.info[PNG_KEY] = image_metadata(pipe, params, [seed], 0, lr, task="upscale", inputs=inputs or {})
     return out

@@ -96,6 +96,13 @@ class UNetConfig:
         """Height and width must be multiples of this (one factor 2 per downsampling)."""
         return 2 ** (self.levels - 1)
 
+    @property
+    def smallest_size(self) -> int:
+        """The smallest height and width it takes: at 1 x 1, its lowest level's GroupNorms have one value per
+        group (an error) unless that level has at least 2 x GROUPS channels, so then two pixels are needed."""
+        bottom_channels = self.model_channels * min(self.channel_mult[-2:])
+        return self.size_multiple * (1 if bottom_channels >= 2 * GROUPS else 2)
+
     def attention_heads(self, channels: int, upsample: bool = False) -> tuple[int, int]:
         """(heads, channels per head) of the attention layer at `channels`, as CompVis computes them.
 

@@ -125,3 +125,24 @@ def test_from_png_refuses_a_changed_guide(tmp_path, cli_error):
     save(weaker(tiny_ldm(), seed=2), tmp_path / "g.safetensors")
     message = cli_error(["sample", "--from-png", str(tmp_path / "s" / "000000.png"), "--out", str(tmp_path / "r")])
     assert "the guide model" in message and "has changed" in message
+
+
+@pytest.mark.parametrize("task", ["upscale", "inpaint"])
+def test_upscale_and_inpaint_take_a_guide_and_record_it(tmp_path, task):
+    from .test_inpaint import tiny_inpainter
+    from .test_upscale import tiny_sr
+
+    build = tiny_sr if task == "upscale" else tiny_inpainter
+    model, guide = save(build(), tmp_path / "m.safetensors"), save(weaker(build()), tmp_path / "g.safetensors")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    inputs = [str(tmp_path / "in.png")] + ([str(tmp_path / "mask.png")] if task == "inpaint" else [])
+    common = ["--model", model, "--steps", "3", "--guidance", "2", "--device", "cpu", "--dtype", "float32"]
+    assert main([task, *inputs, *common, "--guide", guide, "--out", str(tmp_path / "guided.png")]) == 0
+    assert main([task, *inputs, *common, "--out", str(tmp_path / "cfg.png")]) == 0
+    guided, cfg = (read_params(tmp_path / f"{name}.png") for name in ("guided", "cfg"))
+    assert guided["guide"]["checkpoint"] == guide and "guide" not in cfg
+    pixels = [np.asarray(Image.open(tmp_path / f"{name}.png")) for name in ("guided", "cfg")]
+    assert not np.array_equal(*pixels)

@@ -78,6 +78,9 @@ def test_bad_inputs_fail_clearly(pipe):
         inpaint(pipe, random_image(16, 16), stroke_mask(16, 20))
     with pytest.raises(ConfigError, match="inpainting model"):
         inpaint(Pipeline(tiny_inpainter("low_res")), random_image(16, 16), stroke_mask(16, 16))
+    # f = 4 and one UNet downsampling to 32 channels: an 8 px image would leave its lowest level 1 pixel
+    with pytest.raises(ShapeError, match="height 8 px is too small for this model.*use 16 px or more"):
+        inpaint(pipe, random_image(8, 16), stroke_mask(8, 16))
 
 
 def test_cli_inpaints_a_file(tmp_path):
