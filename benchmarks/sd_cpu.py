@@ -14,7 +14,8 @@ checkpoint of that precision would), warms up with a 1-step image of the same si
 primitives, Winograd filter transforms: "warm-up s"), then times one whole image (prompt encoding,
 the sampler's steps, the decode). The DDIM-50 rows time 2 and 6 steps and extrapolate to 50 (the
 cost per DDIM step is constant): s/image = fixed + 50 x per-step. The decode1024 rows decode one
-1024 px image (a 128 x 128 latent, in 256 px tiles as the Pipeline does) with the same VAE: their
+1024 px image (a 128 x 128 latent, in tiles as the Pipeline cuts them: the decoder's top activation
+within 64 MiB: 3 x 3 tiles of 384 px in bfloat16, 4 x 4 of 304 px in float32) with the same VAE: their
 peak RSS shows that memory stays bounded at twice the size (their model has a tiny UNet).
 
 Levers: the dtype (float32, or bfloat16 weights in channels_last: AMX / AVX512-BF16 here);
@@ -23,7 +24,9 @@ DPM++ 2M with Karras sigmas at 15 steps instead of DDIM at 50; guidance only for
 feature reuse (--cache-interval 3: the whole UNet every 3rd call); torch.compile (--compile; not with
 DeepCache, whose partial UNet calls a compiled graph cannot make): its warm-up is the compile, first
 with an empty compile cache (COMPILE_CACHE, emptied by the -cold row), then, in the next process, with
-the code the cold row cached on disk (the -warm row; run it after -cold). diffusers rows: its
+the code the cold row cached on disk (the -warm row; run it after -cold); a TAESD-size tiny decoder
+(--tiny-decoder; the -tiny rows, random weights: its quality cost comes from a distilled one, see
+experiments/tiny_decoder.py) instead of the VAE's decoder. diffusers rows: its
 StableDiffusionPipeline (UNet2DConditionModel + AutoencoderKL of the same configs, its own random
 weights; the prompt embeddings are given, so its rows leave out the text encoder, about 0.1 s) with
 DPMSolverMultistepScheduler (Karras sigmas) or DDIM, float32 or bfloat16 channels_last (its fastest
@@ -59,6 +62,7 @@ from benchmarks._common import (
 )
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.model import build_autoencoder
+from ldmkit.autoencoder.tiny import TinyDecoder, TinyDecoderConfig
 from ldmkit.conditioning import ConditioningConfig, build_conditioner
 from ldmkit.conditioning.sections import TextConfig
 from ldmkit.device import pick_device
@@ -85,6 +89,8 @@ ROWS = {
     "bf16-dpmpp10k-interval-cache3": ("ldmkit", "bfloat16", "dpmpp_2m", 10, True, INTERVAL, 3),
     "bf16-dpmpp8k-interval-cache3": ("ldmkit", "bfloat16", "dpmpp_2m", 8, True, INTERVAL, 3),
     "bf16-dpmpp10k-interval-cache5": ("ldmkit", "bfloat16", "dpmpp_2m", 10, True, INTERVAL, 5),
+    "bf16-dpmpp10k-interval-cache3-tiny": ("ldmkit-tiny", "bfloat16", "dpmpp_2m", 10, True, INTERVAL, 3),
+    "bf16-dpmpp8k-interval-cache3-tiny": ("ldmkit-tiny", "bfloat16", "dpmpp_2m", 8, True, INTERVAL, 3),
     "fp32-dpmpp15k-interval-cache3": ("ldmkit", "float32", "dpmpp_2m", 15, True, INTERVAL, 3),
     "bf16-dpmpp15k-compile-cold": ("ldmkit-compile-cold", "bfloat16", "dpmpp_2m", 15, True, None, None),
     "bf16-dpmpp15k-compile-warm": ("ldmkit-compile-warm", "bfloat16", "dpmpp_2m", 15, True, None, None),
@@ -162,6 +168,8 @@ def run_ldmkit(row: tuple, cfg: LDMConfig, device: torch.device) -> dict:
         shutil.rmtree(COMPILE_CACHE, ignore_errors=True)
     os.environ["LDMKIT_COMPILE_CACHE"] = str(COMPILE_CACHE.resolve())
     pipe = Pipeline(build(cfg, getattr(torch, dtype)), device, dtype=getattr(torch, dtype), compile=compiled)
+    if impl == "ldmkit-tiny":  # TAESD's decoder (64 channels, 3-3-3-1 blocks), random weights
+        pipe.use_tiny_decoder(TinyDecoder(TinyDecoderConfig()), {"path": "random TAESD-size weights"})
     rows_called = [0]
     unet = pipe._unet
 
@@ -272,13 +280,13 @@ def quality(path: str | None, row: tuple) -> str:
     study = {}
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
-        study[(r["setting"], r.get("dtype", "float32"))] = r["fd"]
+        study[(r["setting"], r.get("dtype", "float32"), bool(r.get("tiny_decoder")))] = r["fd"]
     impl, dtype, sampler, steps, karras, interval, cache = row
     if not impl.startswith("ldmkit"):
         return "-"
     setting = f"{sampler}:{steps}" + (":k" if karras else "") + (f"+cache{cache}" if cache else "")
-    reference = study.get(("ddim:50", "float32"))
-    fd = study.get((setting, dtype))
+    reference = study.get(("ddim:50", "float32", False))
+    fd = study.get((setting, dtype, impl == "ldmkit-tiny"))
     if fd is None or reference is None:
         return "not measured"
     note = " (interval: no guidance there)" if interval else ""

@@ -11,6 +11,7 @@ training split, as `ldmkit eval` computes them, and the seconds per image of sam
     +cacheK                     DeepCache-style feature reuse every K calls
     +intervalLO-HI              guidance only for sigma in (LO, HI]
 --guide MODEL makes --guidance autoguidance by MODEL (a weaker model of the same latent space).
+--tiny-decoder FILE decodes with that tiny decoder (experiments/tiny_decoder.py) instead of the first stage's.
 Writes JSON lines (one per setting and --dtype, appended: a rerun skips the ones already there) and, with
 --plot, a plot of FD against s/img.
 """
@@ -75,6 +76,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=25)
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--guide", help="autoguidance: this weaker model guides (--guidance is then its strength)")
+    p.add_argument("--tiny-decoder", help="decode with this tiny decoder instead of the model's first stage")
     p.add_argument("--condition-from-data", action="store_true", help="conditions of random training images")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="the Pipeline's precision")
@@ -82,19 +84,20 @@ def main() -> None:
     p.add_argument("--plot", help="PNG of FD against s/img")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = ldmkit.load(args.model, device="cpu", dtype=args.dtype, guide=args.guide)
+    pipe = ldmkit.load(args.model, device="cpu", dtype=args.dtype, guide=args.guide, tiny_decoder=args.tiny_decoder)
     judge = Judge.of_split("train", pipe.device, pipe.config.image_size)
     conditions = None
     if args.condition_from_data:
         conditions = DataConditions(reference_dataset("openmoji", pipe.config.image_size, "train")[0], pipe)
     out = Path(args.out)
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.is_file() else []
-    done = {(r["setting"], r.get("dtype", "float32"), r.get("guide"), r["guidance"]) for r in rows}
+    done = {(r["setting"], r.get("dtype", "float32"), r.get("guide"), r["guidance"], r.get("tiny_decoder"))
+            for r in rows}
     for setting in args.settings.split():
-        if (setting, args.dtype, args.guide, args.guidance) in done:
+        if (setting, args.dtype, args.guide, args.guidance, args.tiny_decoder) in done:
             continue
         row = {"setting": setting, "dtype": args.dtype, "model": args.model, "n": args.n, "guidance": args.guidance,
-               "guide": args.guide,
+               "guide": args.guide, "tiny_decoder": args.tiny_decoder,
                **measure(pipe, judge, parse(setting), args.n, args.batch, args.guidance, conditions)}
         with open(out, "a") as f:
             f.write(json.dumps(row) + "\n")

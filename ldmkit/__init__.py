@@ -11,7 +11,7 @@ __all__ = ["__version__", "load"]
 
 
 def load(path, device: str = "auto", use_ema: bool = True, config=None, text_encoder=None, dtype=None,
-         compile: bool = False, lora=None, guide=None):
+         compile: bool = False, lora=None, guide=None, tiny_decoder=None):
     """A ready-to-sample `ldmkit.pipeline.Pipeline` from any model ldmkit reads.
 
     - ldmkit: a model file, a checkpoint folder or a run folder (its latest checkpoint); EMA
@@ -27,6 +27,9 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     `guide`: a weaker model of the same latent space (e.g. an early checkpoint of the run) for
     autoguidance: with it, `guidance` mixes the model with the guide instead of the unconditional
     branch, which unconditional models can use too (`ldmkit.pipeline.guide`).
+    `tiny_decoder`: a TAESD-style decoder (a diffusers AutoencoderTiny folder, TAESD's decoder file or an
+    ldmkit one: `ldmkit.interop.tiny_decoder`) that decodes instead of the first stage's decoder, at a
+    fraction of its cost (`ldmkit.autoencoder.tiny`).
     """
     from pathlib import Path
 
@@ -53,6 +56,13 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     pipe = Pipeline(model, device, source=str(source), use_ema=use_ema, dtype=dtype, compile=compile)
     if weak is not None:
         pipe.guide = Pipeline(weak, device, source=str(guide_source), use_ema=use_ema, dtype=dtype, compile=compile)
+    if tiny_decoder is not None:
+        from ldmkit.interop.tiny_decoder import load_tiny_decoder, weights_file
+        from ldmkit.pipeline.metadata import file_sha256
+
+        file = weights_file(tiny_decoder)
+        pipe.use_tiny_decoder(load_tiny_decoder(tiny_decoder), {
+            "path": str(Path(tiny_decoder).resolve()), "file": str(file.resolve()), "sha256": file_sha256(file)})
     pipe.load_options = {"config": None if config is None else str(Path(config).resolve()),
                          "text_encoder": None if text_encoder is None else str(Path(text_encoder).resolve()),
                          "lora": adapter_records(specs)}  # in every image's parameters, for --from-png

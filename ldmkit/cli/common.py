@@ -68,6 +68,14 @@ def add_guide_argument(p: argparse.ArgumentParser) -> None:
                         "included")
 
 
+def add_tiny_decoder_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tiny-decoder", metavar="PATH",
+                   help="decode with this TAESD-style tiny decoder instead of the model's own (a diffusers "
+                        "AutoencoderTiny folder such as madebyollin/taesd for SD v1, TAESD's "
+                        "taesd_decoder.safetensors, or an ldmkit file from experiments/tiny_decoder.py): much faster "
+                        "at 512 px, approximate images (docs/benchmarks.md)")
+
+
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
@@ -113,7 +121,7 @@ def load_model(args: argparse.Namespace, path: str, device: str | None = None, d
               f"cached it in {compile_cache_dir()}", flush=True)
     return ldmkit.load(path, device=device or args.device, use_ema=not args.no_ema, config=args.config,
                        text_encoder=args.text_encoder, lora=lora, dtype=dtype or args.dtype, compile=args.compile,
-                       guide=getattr(args, "guide", None))
+                       guide=getattr(args, "guide", None), tiny_decoder=getattr(args, "tiny_decoder", None))
 
 
 def precision_note(args: argparse.Namespace, pipe) -> str:

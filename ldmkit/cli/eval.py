@@ -23,6 +23,7 @@ from ldmkit.cli.common import (
     add_model_arguments,
     add_sampling_arguments,
     add_shortcut_arguments,
+    add_tiny_decoder_argument,
     load_model,
     output_folder,
     precision_note,
@@ -56,11 +57,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_lora_argument(p)
     add_guide_argument(p)
+    add_tiny_decoder_argument(p)
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval/<features>-n<N>-<sampler>...)")
 
 
 def guide_id(guide: str) -> str:
-    """A digest of the guide's model file (so a run folder whose latest checkpoint moves gets another tag)."""
+    """A digest of the guide's (or tiny decoder's) model file (so a run folder whose latest checkpoint moves
+    gets another tag)."""
     from ldmkit.checkpoint import resolve_model_file
     from ldmkit.errors import LdmkitError
     from ldmkit.pipeline.metadata import file_sha256
@@ -118,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     tag += "" if args.dtype == "auto" else f"-{args.dtype}"
     tag += f"-lora-{hashlib.sha256(' '.join(args.lora).encode()).hexdigest()[:8]}" if args.lora else ""
     tag += f"-guide-{guide_id(args.guide)[:8]}" if args.guide else ""
+    tag += f"-tiny-{guide_id(args.tiny_decoder)[:8]}" if args.tiny_decoder else ""
     out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
     try:  # every input is checked (and the reference's statistics computed) before the first sample
@@ -160,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
                 "conditions_from": None if conditions is None else str(source),
                 "processes": ctx.world_size, "device": ctx.device.type,
                 "dtype": dtype_name(pipe.dtype), "lora": args.lora or [],
-                "guide": pipe.guide_record(), "sampling_seconds": round(sampling_s, 1)}
+                "guide": pipe.guide_record(), "tiny_decoder": pipe.tiny_decoder,
+                "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}
     table = markdown_table(metrics)
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")

@@ -16,6 +16,7 @@ from ldmkit.cli.common import (
     add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
+    add_tiny_decoder_argument,
     load_model,
     precision_note,
     sampling_options,
@@ -32,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_lora_argument(p)
     add_guide_argument(p)
+    add_tiny_decoder_argument(p)
     add_sampling_arguments(p)
 
 

@@ -15,6 +15,7 @@ from ldmkit.cli.common import (
     add_model_arguments,
     add_sampling_arguments,
     add_shortcut_arguments,
+    add_tiny_decoder_argument,
     load_model,
     output_folder,
     precision_note,
@@ -35,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_lora_argument(p)
     add_guide_argument(p)
+    add_tiny_decoder_argument(p)
     add_sampling_arguments(p)
     add_shortcut_arguments(p)
     p.add_argument("--n", type=int, default=16, help="number of images")
@@ -130,6 +132,7 @@ def regenerate(args: argparse.Namespace) -> int:
     args.no_ema = not params["use_ema"]
     args.lora = recorded_lora(params)
     args.guide, args.guidance = recorded_guide(params), params["guidance"]
+    args.tiny_decoder = recorded_tiny_decoder(params)
     args.config, args.text_encoder = params.get("config"), params.get("text_encoder")  # a CompVis / SD checkpoint's
     pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device,
                       dtype=params.get("dtype", "float32"))
@@ -167,6 +170,14 @@ def recorded_guide(params: dict) -> str | None:
 
     guide = params.get("guide")
     return unchanged_file(guide["checkpoint"], guide["sha256"], "the guide model") if guide else None
+
+
+def recorded_tiny_decoder(params: dict) -> str | None:
+    """The tiny decoder an image was decoded with, checked to be the same weights (sha256) as then."""
+    from ldmkit.pipeline.metadata import unchanged_file
+
+    tiny = params.get("tiny_decoder")
+    return unchanged_file(tiny["file"], tiny["sha256"], "the tiny decoder") and tiny["path"] if tiny else None
 
 
 def check_condition_flags(args: argparse.Namespace, cfg) -> None:

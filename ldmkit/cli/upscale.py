@@ -15,6 +15,7 @@ from ldmkit.cli.common import (
     add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
+    add_tiny_decoder_argument,
     load_model,
     precision_note,
     sampling_options,
@@ -29,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_lora_argument(p)
     add_guide_argument(p)
+    add_tiny_decoder_argument(p)
     add_sampling_arguments(p)
     p.add_argument("--tile", type=int, default=64, help="tile side in input pixels; larger inputs are tiled")
     p.add_argument("--overlap", type=int, default=16, help="overlap of neighbouring tiles in input pixels")

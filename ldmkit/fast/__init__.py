@@ -9,6 +9,7 @@ the results differ by rounding only (bfloat16 aside, which the caller asks for).
     for_training(model)                           what the trainer applies: the attention kernels and a
                                                   Winograd first stage (frozen, so inference-only)
     for_encoding(first_stage)                     encoding a dataset once (`ldmkit cache-latents`)
+    tiny_decoder_for_inference(decoder, ...)      a TAESD-style tiny decoder in the Pipeline's dtype
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from ldmkit.fast.attention import use_fast_attention
-from ldmkit.fast.inference import compile_for_inference, for_inference
+from ldmkit.fast.inference import compile_for_inference, for_inference, tiny_decoder_for_inference
 from ldmkit.fast.inplace import use_inplace_blocks
 from ldmkit.fast.winograd import use_winograd
 
@@ -34,5 +35,5 @@ def for_encoding(first_stage: nn.Module) -> nn.Module:
     return use_inplace_blocks(use_winograd(first_stage))
 
 
-__all__ = ["compile_for_inference", "for_encoding", "for_inference", "for_training", "use_fast_attention",
-           "use_inplace_blocks", "use_winograd"]
+__all__ = ["compile_for_inference", "for_encoding", "for_inference", "for_training", "tiny_decoder_for_inference",
+           "use_fast_attention", "use_inplace_blocks", "use_winograd"]

@@ -79,6 +79,13 @@ def _in_dtype(fn: Fn, dtype: torch.dtype) -> Fn:
     return run
 
 
+def tiny_decoder_for_inference(decoder: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32) -> Fn:
+    """decode(z) -> float32 images of a tiny decoder (autoencoder/tiny.py), in `dtype` and channels_last as the
+    first stage's decoder above (it is small enough that Winograd would not pay)."""
+    decoder.to(device=device, dtype=dtype, memory_format=torch.channels_last).eval()
+    return _in_dtype(decoder, dtype)
+
+
 def for_inference(model: nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
                   compile: bool = False) -> tuple[Fn, Fn]:
     """(unet, decode) callables of a LatentDiffusion for sampling, converted in place as described above.

@@ -21,12 +21,12 @@ from PIL import Image
 from ldmkit.data.images import to_pil
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators
 from ldmkit.errors import ConfigError, LdmkitError
-from ldmkit.fast import for_inference
+from ldmkit.fast import for_inference, tiny_decoder_for_inference
 from ldmkit.fast.deepcache import DeepCacheUNet
 from ldmkit.pipeline import conditions, starts
 from ldmkit.pipeline.metadata import PNG_KEY, file_sha256, image_metadata, to_json
 from ldmkit.pipeline.model import LatentDiffusion
-from ldmkit.pipeline.tiling import decode_tile_size, decode_tiled
+from ldmkit.pipeline.tiling import decode_tile_size, decode_tiled, first_stage_tile
 from ldmkit.progress import progress
 from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, sample, sampler_options
 from ldmkit.sampling.blend import blended
@@ -53,10 +53,31 @@ class Pipeline:
         self.device = torch.device(device)
         self._unet, self._decode = for_inference(self.model, self.device, dtype, compile)
         self.source, self.use_ema = source, use_ema
-        self.decode_tile = decode_tile or decode_tile_size(model.config.first_stage, dtype)
+        self.decode_tile = decode_tile or first_stage_tile(model.config.first_stage, dtype)
         self.dtype, self.compiled = dtype, compile
         self.load_options: dict = {}  # how ldmkit.load read the model: config, text encoder, LoRA (for the metadata)
         self.guide: Pipeline | None = None  # autoguidance's weaker model (pipeline/guide.py), used when guidance != 1
+        self.tiny_decoder: dict | None = None  # {"path", "file", "sha256"}: a tiny decoder decodes (use_tiny_decoder)
+
+    def use_tiny_decoder(self, decoder, record: dict) -> None:
+        """Decode with `decoder` (autoencoder/tiny.py: TAESD-style) instead of the first stage's decoder:
+        about a twentieth of the work, an approximation of its images. `record` goes into every image's
+        parameters: {"path": what was given, "file": its weights file, "sha256": that file's}."""
+        fs, cfg, where = self.config.first_stage, decoder.config, f"the tiny decoder {record['path']}"
+        if fs.kind == "identity":
+            raise ConfigError(f"{where}: this model samples pixels (first_stage: identity); there is no decoder to "
+                              "replace")
+        if (cfg.latent_channels, cfg.factor) != (fs.latent_channels, self.model.factor):
+            raise ConfigError(f"{where} decodes {cfg.latent_channels}-channel latents {cfg.factor}x up, this model's "
+                              f"first stage {fs.latent_channels}-channel latents {self.model.factor}x; give one made "
+                              "for its first stage")
+        if cfg.scale_factor is not None and not math.isclose(cfg.scale_factor, self.config.scale_factor,
+                                                             rel_tol=1e-4):
+            raise ConfigError(f"{where} was trained on latents scaled by {cfg.scale_factor:.6g}, this model samples "
+                              f"them scaled by {self.config.scale_factor:.6g}; train one for this model's scale")
+        self._tiny = tiny_decoder_for_inference(decoder, self.device, self.dtype)
+        self._tiny_tile = decode_tile_size(cfg.channels, cfg.factor, self.dtype)
+        self.tiny_decoder = record
 
     def guide_record(self) -> dict | None:
         """The guide model (path and sha256) as images and evaluations record it, None without one."""
@@ -66,9 +87,12 @@ class Pipeline:
 
     def recorded(self, params: dict) -> dict:
         """`params` (steps, sampler, guidance, ...) as an image records them: with the guide model when
-        autoguidance acted (guidance != 1), which --from-png needs to make the same image again."""
+        autoguidance acted (guidance != 1) and the tiny decoder when one decodes, which --from-png needs
+        to make the same image again."""
         if self.guide is not None and params["guidance"] != 1.0:
             params = {**params, "guide": self.guide_record()}
+        if self.tiny_decoder is not None:
+            params = {**params, "tiny_decoder": self.tiny_decoder}
         return params
 
     @property
@@ -176,6 +200,8 @@ class Pipeline:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> images (B, 3, H, W) in [-1, 1]; large latents are decoded in tiles."""
+        if self.tiny_decoder is not None:
+            return decode_tiled(self._tiny, z, self.model.factor, tile=self._tiny_tile).clamp(-1, 1)
         return decode_tiled(self._decode, z, self.model.factor, tile=self.decode_tile).clamp(-1, 1)
 
     def __call__(self, n: int = 1, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = 1.0,

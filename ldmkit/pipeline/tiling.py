@@ -68,12 +68,16 @@ def blend_tiles(fn: Callable[[slice, slice], torch.Tensor], height: int, width: 
     return out / weight
 
 
-def decode_tile_size(first_stage: AutoencoderConfig, dtype: torch.dtype) -> int:
+def decode_tile_size(channels: int, factor: int, dtype: torch.dtype) -> int:
     """The side, in latent pixels, of the largest square tile whose full-resolution decoder activation
-    (ch x ch_mult[0] channels at f times the tile's side, in `dtype`) fits DECODE_ACTIVATION_BYTES.
+    (`channels` at `factor` times the tile's side, in `dtype`) fits DECODE_ACTIVATION_BYTES.
     Tiles cost overlap (a 64 x 64 latent in 32 px tiles decodes 2.25 times its area), so no smaller."""
-    per_latent_pixel = first_stage.ch * first_stage.ch_mult[0] * first_stage.downsample_factor ** 2 * dtype.itemsize
-    return max(16, math.isqrt(DECODE_ACTIVATION_BYTES // per_latent_pixel))
+    return max(16, math.isqrt(DECODE_ACTIVATION_BYTES // (channels * factor**2 * dtype.itemsize)))
+
+
+def first_stage_tile(first_stage: AutoencoderConfig, dtype: torch.dtype) -> int:
+    """decode_tile_size of a first stage's decoder, whose top level has ch x ch_mult[0] channels."""
+    return decode_tile_size(first_stage.ch * first_stage.ch_mult[0], first_stage.downsample_factor, dtype)
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ from ldmkit.cli import main
 from ldmkit.errors import ShapeError
 from ldmkit.pipeline import read_params
 from ldmkit.pipeline.checkpoint import KIND
-from ldmkit.pipeline.tiling import balanced_tile, decode_tile_size, decode_tiled, tile_count
+from ldmkit.pipeline.tiling import balanced_tile, decode_tiled, first_stage_tile, tile_count
 
 
 def test_load_and_sample_returns_pil_images_with_their_parameters(ldm_file):
@@ -65,7 +65,7 @@ def test_tiled_decoding_matches_whole_decoding_where_the_decoder_is_local():
 def test_decode_tiles_fit_the_activation_budget_and_waste_little_overlap():
     sd = AutoencoderConfig(kind="kl", ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2)  # SD's VAE, f = 8
     # 128 channels x (64 x 8)^2 px x 2 bytes = 64 MiB: a 512 px image decodes in one pass in bfloat16 ...
-    assert decode_tile_size(sd, torch.bfloat16) == 64 and decode_tile_size(sd, torch.float32) == 45
+    assert first_stage_tile(sd, torch.bfloat16) == 64 and first_stage_tile(sd, torch.float32) == 45
     # ... and in float32 (at most 45) in two tiles of 36 per side, not of 45 that overlap by 26
     assert balanced_tile(64, 45, 8) == 36 and tile_count(64, 64, 36, 8) == 4 and balanced_tile(30, 45, 8) == 30
     seen = []
