@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="autoguidance for the served model named MODEL (the only one, if one is served): a weaker "
                         "model of its latent space, e.g. an early checkpoint of its run; the guidance / cfg_scale "
                         "of a request then mixes the two, unconditional models included")
+    p.add_argument("--tiny-decoder", action="append", metavar="[MODEL=]PATH",
+                   help="decode the served model MODEL's images (the only one's, if one is served) and previews with "
+                        "this TAESD-style tiny decoder (a diffusers AutoencoderTiny folder, TAESD's decoder file, or "
+                        "an ldmkit one): much faster at 512 px, approximate images; they record it")
     p.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; past it: 503 (default: "
                                                               "%(default)s)")
     p.add_argument("--max-pixels", type=int, default=1024 * 1024, help="pixels per image, in or out (default: "
@@ -130,11 +134,19 @@ def _load(args: argparse.Namespace):
     import ldmkit
     from ldmkit.device import dtype_name
     from ldmkit.errors import ConfigError
-    from ldmkit.serve.registry import Registry, ServedModel, guide_per_model, lora_per_model, model_names
+    from ldmkit.serve.registry import (
+        Registry,
+        ServedModel,
+        guide_per_model,
+        lora_per_model,
+        model_names,
+        tiny_decoder_per_model,
+    )
 
     named = model_names(args.models)
     adapters = lora_per_model(args.lora or [], [name for name, _ in named])
     guides = guide_per_model(args.guide or [], [name for name, _ in named])
+    tiny = tiny_decoder_per_model(args.tiny_decoder or [], [name for name, _ in named])
     devices = [d.strip() for d in args.device.split(",")]
     if len(devices) not in (1, len(named)):
         raise ConfigError(f"--device lists {len(devices)} devices for {len(named)} models; give one, or one per model")
@@ -142,10 +154,11 @@ def _load(args: argparse.Namespace):
     for i, (name, path) in enumerate(named):
         pipe = ldmkit.load(path, device=devices[i % len(devices)], use_ema=not args.no_ema,
                            text_encoder=args.text_encoder, dtype=args.dtype, compile=args.compile, lora=adapters[name],
-                           guide=guides[name])
+                           guide=guides[name], tiny_decoder=tiny[name])
         served.append(ServedModel(name, pipe))
         merged = "".join(f", LoRA {path}:{weight:g}" for path, weight in adapters[name])
         merged += f", guide {guides[name]}" if guides[name] else ""
+        merged += f", tiny decoder {tiny[name]}" if tiny[name] else ""
         print(f"loaded {name}: {path} ({pipe.config.conditioning.kind}, {pipe.device}, {dtype_name(pipe.dtype)}"
               f"{merged})", flush=True)
     return Registry(served)

@@ -72,7 +72,7 @@ class ServedModel:
                 "samplers": list(SAMPLERS), "sampler_default": DEFAULT_SAMPLER, "steps_default": DEFAULT_STEPS,
                 "sha256": self.sha256, "lora": [{"name": Path(item["file"]).name, "sha256": item["sha256"],
                                                  "weight": item["weight"]} for item in self.adapters],
-                "guide": self.pipe.guide_record(),
+                "guide": self.pipe.guide_record(), "tiny_decoder": self.pipe.tiny_decoder,
                 "eta_samplers": [s for s in SAMPLERS if "eta" in sampler_options(s)],
                 "karras_samplers": [s for s in SAMPLERS if "karras" in sampler_options(s)]}
         if "class" in cfg.kinds:
@@ -146,11 +146,20 @@ def lora_per_model(specs: list[str], names: list[str]) -> dict[str, list[tuple[s
 
 def guide_per_model(specs: list[str], names: list[str]) -> dict[str, str | None]:
     """The --guide options ([MODEL=]GUIDE) as {served name: guide path or None}, one guide per model at most."""
+    return _one_per_model("--guide", "GUIDE", "guide", specs, names)
+
+
+def tiny_decoder_per_model(specs: list[str], names: list[str]) -> dict[str, str | None]:
+    """The --tiny-decoder options ([MODEL=]PATH) as {served name: path or None}, one per model at most."""
+    return _one_per_model("--tiny-decoder", "PATH", "tiny decoder", specs, names)
+
+
+def _one_per_model(flag: str, value: str, what: str, specs: list[str], names: list[str]) -> dict[str, str | None]:
     out = {}
-    for name, guides in _per_model("--guide", "MODEL=GUIDE", specs, names, str).items():
-        if len(guides) > 1:
-            raise ConfigError(f"--guide is given {len(guides)} times for {name}; a model has one guide")
-        out[name] = guides[0] if guides else None
+    for name, paths in _per_model(flag, f"MODEL={value}", specs, names, str).items():
+        if len(paths) > 1:
+            raise ConfigError(f"{flag} is given {len(paths)} times for {name}; a model has one {what}")
+        out[name] = paths[0] if paths else None
     return out
 
 
