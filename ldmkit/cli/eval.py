@@ -171,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
     write_text_atomic(out / "metrics.md", f"{model_file} — {args.n} samples, {args.sampler} {args.steps} steps, "
                       f"guidance {args.guidance:g}{f' (guide: {args.guide})' if args.guide else ''}, "
+                      f"{f'tiny decoder {args.tiny_decoder}, ' if args.tiny_decoder else ''}"
                       f"reference {ref}\n\n{table}")
     if preview is not None:
         make_grid(preview).save(out / "samples.png")

@@ -19,7 +19,7 @@ from ldmkit.autoencoder.tiny import KIND, TinyDecoder, TinyDecoderConfig
 from ldmkit.checkpoint import load_exact, load_typed_model_file, save_model_file
 from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError, DataError
-from ldmkit.interop.diffusers_folders import read_model_folder
+from ldmkit.interop.diffusers_folders import CONFIG, read_model_folder
 from ldmkit.interop.tensor_files import read_state_dict
 
 WHAT = ("give a diffusers AutoencoderTiny folder (e.g. madebyollin/taesd), TAESD's taesd_decoder.safetensors, "
@@ -32,6 +32,9 @@ def load_tiny_decoder(path: str | Path) -> TinyDecoder:
     if not path.exists():
         raise DataError(f"the tiny decoder {path} does not exist; {WHAT}")
     if path.is_dir():
+        if not (path / CONFIG).is_file():
+            raise CheckpointError(f"the tiny decoder {path} is a folder without {CONFIG}, so not a diffusers "
+                                  f"AutoencoderTiny folder; {WHAT}")
         class_name, config, tensors = read_model_folder(path)
         if class_name != "AutoencoderTiny":
             raise CheckpointError(f"{path} holds a diffusers {class_name or 'model'}, not an AutoencoderTiny; {WHAT}")

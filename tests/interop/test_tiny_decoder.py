@@ -48,6 +48,8 @@ def test_taesd_decoder_files_and_ldmkit_files_load_the_same_weights(taesd, tmp_p
 def test_other_files_are_refused_by_name(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_tiny_decoder(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointError, match="a folder without config.json, so not a diffusers AutoencoderTiny"):
+        load_tiny_decoder(tmp_path)
     save_file({"encoder.conv.weight": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(CheckpointError, match="is not a TAESD decoder .*'encoder.conv.weight'"):
         load_tiny_decoder(tmp_path / "other.safetensors")
