@@ -15,7 +15,7 @@ primitives, Winograd filter transforms: "warm-up s"), then times one whole image
 the sampler's steps, the decode). The DDIM-50 rows time 2 and 6 steps and extrapolate to 50 (the
 cost per DDIM step is constant): s/image = fixed + 50 x per-step. The decode1024 rows decode one
 1024 px image (a 128 x 128 latent, in tiles as the Pipeline cuts them: the decoder's top activation
-within 64 MiB: 3 x 3 tiles of 384 px in bfloat16, 4 x 4 of 304 px in float32) with the same VAE: their
+within 128 MiB: 3 x 3 tiles of 384 px in bfloat16, 4 x 4 of 304 px in float32) with the same VAE: their
 peak RSS shows that memory stays bounded at twice the size (their model has a tiny UNet).
 
 Levers: the dtype (float32, or bfloat16 weights in channels_last: AMX / AVX512-BF16 here);

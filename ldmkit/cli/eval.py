@@ -62,8 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def guide_id(guide: str) -> str:
-    """A digest of the guide's (or tiny decoder's) model file (so a run folder whose latest checkpoint moves
-    gets another tag)."""
+    """A digest of the guide's model file (so a run folder whose latest checkpoint moves gets another tag)."""
     from ldmkit.checkpoint import resolve_model_file
     from ldmkit.errors import LdmkitError
     from ldmkit.pipeline.metadata import file_sha256
@@ -73,6 +72,14 @@ def guide_id(guide: str) -> str:
     except LdmkitError:  # (not an ldmkit model; the loader says what is wrong with it)
         key = str(Path(guide).resolve())
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def tiny_decoder_id(path: str) -> str:
+    """A digest of the tiny decoder's weights file (a diffusers folder's too), else of its path."""
+    from ldmkit.interop.tiny_decoder import weights_file
+    from ldmkit.pipeline.metadata import file_sha256
+
+    return file_sha256(weights_file(path)) or hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()
 
 
 def default_reference(model_file: Path) -> str:
@@ -121,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     tag += "" if args.dtype == "auto" else f"-{args.dtype}"
     tag += f"-lora-{hashlib.sha256(' '.join(args.lora).encode()).hexdigest()[:8]}" if args.lora else ""
     tag += f"-guide-{guide_id(args.guide)[:8]}" if args.guide else ""
-    tag += f"-tiny-{guide_id(args.tiny_decoder)[:8]}" if args.tiny_decoder else ""
+    tag += f"-tiny-{tiny_decoder_id(args.tiny_decoder)[:8]}" if args.tiny_decoder else ""
     out = output_folder(Path(args.out) if args.out else model_file.parent / "eval" / tag)
     ctx = setup_distributed(args.device)
     try:  # every input is checked (and the reference's statistics computed) before the first sample

@@ -136,6 +136,7 @@ def regenerate(args: argparse.Namespace) -> int:
     args.config, args.text_encoder = params.get("config"), params.get("text_encoder")  # a CompVis / SD checkpoint's
     pipe = load_model(args, params["checkpoint"], params["device"] if args.device == "auto" else args.device,
                       dtype=params.get("dtype", "float32"))
+    pipe.set_decode_tile(params.get("decode_tile", LEGACY_DECODE_TILE))
     seeds, index = params["batch_seeds"], params["batch_index"]
     # its own condition in every slot of a batch of the same size: an image depends only on its seed and
     # condition, and the same batch size keeps even the kernels' rounding the same
@@ -154,6 +155,9 @@ def regenerate(args: argparse.Namespace) -> int:
     save_png(images[index], path)
     print(f"regenerated: {path}")
     return 0
+
+
+LEGACY_DECODE_TILE = 32  # the decode tile of images made before it was recorded (ldmkit before 2026-12-05)
 
 
 def recorded_lora(params: dict) -> list[str]:

@@ -38,6 +38,12 @@ def load_tiny_decoder(path: str | Path) -> TinyDecoder:
         class_name, config, tensors = read_model_folder(path)
         if class_name != "AutoencoderTiny":
             raise CheckpointError(f"{path} holds a diffusers {class_name or 'model'}, not an AutoencoderTiny; {WHAT}")
+        built = {"upsampling_scaling_factor": 2, "act_fn": "relu", "upsample_fn": "nearest", "scaling_factor": 1.0,
+                 "shift_factor": 0.0}  # what TinyDecoder builds and expects (diffusers' defaults)
+        other = {k: config[k] for k, v in built.items() if config.get(k, v) not in (v, None)}
+        if other:
+            raise CheckpointError(f"{path} is an AutoencoderTiny with {other}; ldmkit's tiny decoder takes TAESD's "
+                                  f"layout only ({built})")
         channels = set(config.get("decoder_block_out_channels", (64,)))
         if len(channels) != 1:
             raise CheckpointError(f"{path}: decoder_block_out_channels {sorted(channels)} differ between levels, "

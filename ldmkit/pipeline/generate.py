@@ -26,7 +26,7 @@ from ldmkit.fast.deepcache import DeepCacheUNet
 from ldmkit.pipeline import conditions, starts
 from ldmkit.pipeline.metadata import PNG_KEY, file_sha256, image_metadata, to_json
 from ldmkit.pipeline.model import LatentDiffusion
-from ldmkit.pipeline.tiling import decode_tile_size, decode_tiled, first_stage_tile
+from ldmkit.pipeline.tiling import DECODE_OVERLAP, decode_tile_size, decode_tiled, first_stage_tile
 from ldmkit.progress import progress
 from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, sample, sampler_options
 from ldmkit.sampling.blend import blended
@@ -44,7 +44,7 @@ class Pipeline:
                  use_ema: bool = True, decode_tile: int | None = None, dtype: torch.dtype = torch.float32,
                  compile: bool = False):
         """`decode_tile`: latents larger than this (in latent pixels) decode in overlapping tiles; None: as
-        large as keeps the decoder's largest activation within 64 MiB (pipeline/tiling.py).
+        large as keeps the decoder's largest activation within 128 MiB (pipeline/tiling.py).
         `dtype` (e.g. torch.bfloat16) and `compile`: the fast inference path, see ldmkit/fast/;
         they convert `model`'s UNet and decoder in place (on CPU the decoder goes channels_last in
         float32 too). On CPU without `compile`, `model`'s 3x3 convolutions become WinogradConv2d
@@ -53,11 +53,13 @@ class Pipeline:
         self.device = torch.device(device)
         self._unet, self._decode = for_inference(self.model, self.device, dtype, compile)
         self.source, self.use_ema = source, use_ema
-        self.decode_tile = decode_tile or first_stage_tile(model.config.first_stage, dtype)
+        self.tiny_decoder: dict | None = None  # {"path", "file", "sha256"}: a tiny decoder decodes (use_tiny_decoder)
+        self.decode_tile = first_stage_tile(model.config.first_stage, dtype)
+        if decode_tile is not None:
+            self.set_decode_tile(decode_tile)
         self.dtype, self.compiled = dtype, compile
         self.load_options: dict = {}  # how ldmkit.load read the model: config, text encoder, LoRA (for the metadata)
         self.guide: Pipeline | None = None  # autoguidance's weaker model (pipeline/guide.py), used when guidance != 1
-        self.tiny_decoder: dict | None = None  # {"path", "file", "sha256"}: a tiny decoder decodes (use_tiny_decoder)
 
     def use_tiny_decoder(self, decoder, record: dict) -> None:
         """Decode with `decoder` (autoencoder/tiny.py: TAESD-style) instead of the first stage's decoder:
@@ -79,6 +81,17 @@ class Pipeline:
         self._tiny_tile = decode_tile_size(cfg.channels, cfg.factor, self.dtype)
         self.tiny_decoder = record
 
+    def set_decode_tile(self, tile: int) -> None:
+        """Decode latents larger than `tile` latent pixels in overlapping tiles (with the tiny decoder when one
+        is in use, else with the first stage); images record it, and --from-png sets it back."""
+        if isinstance(tile, bool) or not isinstance(tile, int) or tile <= DECODE_OVERLAP:
+            raise ConfigError(f"the decode tile must be a whole number of latent pixels above the tiles' overlap of "
+                              f"{DECODE_OVERLAP}, got {tile!r}")
+        if self.tiny_decoder is not None:
+            self._tiny_tile = tile
+        else:
+            self.decode_tile = tile
+
     def guide_record(self) -> dict | None:
         """The guide model (path and sha256) as images and evaluations record it, None without one."""
         if self.guide is None:
@@ -93,7 +106,7 @@ class Pipeline:
             params = {**params, "guide": self.guide_record()}
         if self.tiny_decoder is not None:
             params = {**params, "tiny_decoder": self.tiny_decoder}
-        return params
+        return {**params, "decode_tile": self._tiny_tile if self.tiny_decoder is not None else self.decode_tile}
 
     @property
     def config(self):

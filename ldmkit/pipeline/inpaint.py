@@ -52,6 +52,8 @@ def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, st
     h, w = images.shape[-2:]
     m = pipe.model.factor * pipe.model.config.unet.size_multiple
     height, width = math.ceil(h / m) * m, math.ceil(w / m) * m
+    if height < pipe.model.minimum_size and width < pipe.model.minimum_size:  # padded to what the UNet takes
+        height = pipe.model.minimum_size
     pad = (0, width - w, 0, height - h)
     condition = {"image": F.pad(images, pad, mode="replicate"), "mask": F.pad(masks, pad, value=0.0)}
     seeds = [seed + i for i in range(images.shape[0])]

@@ -104,10 +104,15 @@ class LatentDiffusion(nn.Module):
                 low, high = size // multiple * multiple, (size // multiple + 1) * multiple
                 raise ShapeError(f"{name} {size} px is not a multiple of {multiple} (first-stage f = {self.factor} "
                                  f"x UNet multiple {self.config.unet.size_multiple}); use {low or high} or {high}")
-            if size < self.factor * self.config.unet.smallest_size:
-                raise ShapeError(f"{name} {size} px is too small for this model: its UNet's lowest level would be 1 "
-                                 f"pixel; use {self.factor * self.config.unet.smallest_size} px or more")
+        if height < self.minimum_size and width < self.minimum_size:
+            raise ShapeError(f"{width}x{height} px is too small for this model: its UNet's lowest level would be 1 x 1 "
+                             f"pixel; make one side {self.minimum_size} px or more")
         return (self.config.first_stage.latent_channels, height // self.factor, width // self.factor)
+
+    @property
+    def minimum_size(self) -> int:
+        """Pixels one side of an image needs at least (unet/config.py smallest_size, times f)."""
+        return self.factor * self.config.unet.smallest_size
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -16,9 +16,11 @@ import torch
 
 from ldmkit.autoencoder.config import AutoencoderConfig
 
-# Latents decode in tiles whose largest activation (the decoder's top level, at full resolution) fits this:
-# Stable Diffusion's 512 px images decode in one pass in bfloat16 (64 MiB there), larger ones in tiles.
-DECODE_ACTIVATION_BYTES = 64 * 2**20
+# Latents decode in tiles whose largest activation (the decoder's full-resolution level, whose first block
+# takes the upsampled features of the level below) fits this: Stable Diffusion's 512 px images decode in one
+# pass in bfloat16 (256 channels at 512 x 512: 128 MiB there), larger ones in tiles.
+DECODE_ACTIVATION_BYTES = 128 * 2**20
+DECODE_OVERLAP = 8  # latent pixels shared by neighbouring decode tiles
 
 
 def _starts(size: int, tile: int, stride: int) -> list[int]:
@@ -76,13 +78,15 @@ def decode_tile_size(channels: int, factor: int, dtype: torch.dtype) -> int:
 
 
 def first_stage_tile(first_stage: AutoencoderConfig, dtype: torch.dtype) -> int:
-    """decode_tile_size of a first stage's decoder, whose top level has ch x ch_mult[0] channels."""
-    return decode_tile_size(first_stage.ch * first_stage.ch_mult[0], first_stage.downsample_factor, dtype)
+    """decode_tile_size of a first stage's decoder, whose full-resolution level sees ch x ch_mult[1] channels
+    (the level below's, upsampled) before its own ch x ch_mult[0]."""
+    channels = first_stage.ch * max(first_stage.ch_mult[:2])
+    return decode_tile_size(channels, first_stage.downsample_factor, dtype)
 
 
 @torch.no_grad()
 def decode_tiled(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, factor: int,
-                 tile: int = 32, overlap: int = 8) -> torch.Tensor:
+                 tile: int = 32, overlap: int = DECODE_OVERLAP) -> torch.Tensor:
     """decode(z) for z (B, C, h, w), computed tile by tile; returns (B, 3, h f, w f)."""
     _, _, h, w = z.shape
     if h <= tile and w <= tile:

@@ -59,15 +59,19 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = DEFAULT_STEPS,
                    color_fix: bool = True, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
     """lr (3, h, w) or (1, 3, h, w) in [-1, 1] -> (1, 3, factor h, factor w) in [-1, 1].
 
-    `tile` and `overlap` are in LR pixels (rounded down to multiples of `lr_multiple`); `callback(info)`
+    `tile` and `overlap` are in LR pixels (rounded down to multiples of `lr_multiple`, tiles no smaller than
+    the model takes); `callback(info)`
     gets every step's report (sampling/progress.py) of every tile, with "tile" (index) and "tiles"."""
     model = pipe.model
     factor, m = sr_factor(model), lr_multiple(model)
     lr = image_tensor(lr, "low-resolution image")[None].to(pipe.device)  # (1, 3, h, w)
     h, w = lr.shape[-2:]
     height, width = math.ceil(h / m) * m, math.ceil(w / m) * m
+    smallest = math.ceil(model.minimum_size / factor / m) * m  # LR pixels one side of a tile needs at least
+    if height < smallest and width < smallest:
+        height = smallest
     padded = F.pad(lr, (0, width - w, 0, height - h), mode="replicate")  # (1, 3, H, W)
-    tile = max(m, tile // m * m)
+    tile = max(smallest, tile // m * m)
     overlap = min(max(0, overlap // m * m), tile - m)
     f = model.factor
     shape = model.latent_shape(height * factor, width * factor)  # (C, H factor / f, W factor / f)

@@ -98,8 +98,8 @@ class UNetConfig:
 
     @property
     def smallest_size(self) -> int:
-        """The smallest height and width it takes: at 1 x 1, its lowest level's GroupNorms have one value per
-        group (an error) unless that level has at least 2 x GROUPS channels, so then two pixels are needed."""
+        """The side one of height and width needs at least: at 1 x 1, its lowest level's GroupNorms have one
+        value per group (an error) unless that level has at least 2 x GROUPS channels."""
         bottom_channels = self.model_channels * min(self.channel_mult[-2:])
         return self.size_multiple * (1 if bottom_channels >= 2 * GROUPS else 2)
 

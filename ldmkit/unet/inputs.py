@@ -27,9 +27,9 @@ def check_size(cfg: UNetConfig, height: int, width: int) -> None:
                 f"{name} {size} is not divisible by {m} (the UNet halves the size {cfg.levels - 1} times); "
                 f"use {options}"
             )
-        if size < cfg.smallest_size:
-            raise UNetInputError(f"{name} {size} is too small: the UNet's lowest level would be 1 pixel, too few for "
-                                 f"its GroupNorms; use {cfg.smallest_size} or more")
+    if height < cfg.smallest_size and width < cfg.smallest_size:
+        raise UNetInputError(f"{height} x {width} is too small: the UNet's lowest level would be 1 x 1 pixel, too few "
+                             f"for its GroupNorms; make one side {cfg.smallest_size} or more")
 
 
 def check_inputs(

@@ -61,3 +61,10 @@ def test_other_files_are_refused_by_name(tmp_path):
     diffusers.AutoencoderKL(block_out_channels=(32,), norm_num_groups=8).save_pretrained(tmp_path / "vae")
     with pytest.raises(CheckpointError, match="holds a diffusers AutoencoderKL, not an AutoencoderTiny"):
         load_tiny_decoder(tmp_path / "vae")
+
+
+def test_an_autoencoder_tiny_of_another_layout_is_refused(tmp_path):
+    diffusers.AutoencoderTiny(decoder_block_out_channels=(16, 16, 16, 16), encoder_block_out_channels=(16, 16, 16, 16),
+                              upsample_fn="bilinear").save_pretrained(tmp_path / "bilinear")
+    with pytest.raises(CheckpointError, match="AutoencoderTiny with {'upsample_fn': 'bilinear'}"):
+        load_tiny_decoder(tmp_path / "bilinear")

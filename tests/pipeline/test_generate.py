@@ -7,7 +7,7 @@ import ldmkit
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.checkpoint import load_model_file, save_model_file
 from ldmkit.cli import main
-from ldmkit.errors import ShapeError
+from ldmkit.errors import ConfigError, ShapeError
 from ldmkit.pipeline import read_params
 from ldmkit.pipeline.checkpoint import KIND
 from ldmkit.pipeline.tiling import balanced_tile, decode_tiled, first_stage_tile, tile_count
@@ -64,7 +64,7 @@ def test_tiled_decoding_matches_whole_decoding_where_the_decoder_is_local():
 
 def test_decode_tiles_fit_the_activation_budget_and_waste_little_overlap():
     sd = AutoencoderConfig(kind="kl", ch=128, ch_mult=(1, 2, 4, 4), num_res_blocks=2)  # SD's VAE, f = 8
-    # 128 channels x (64 x 8)^2 px x 2 bytes = 64 MiB: a 512 px image decodes in one pass in bfloat16 ...
+    # 256 channels (level 1's, upsampled) x (64 x 8)^2 px x 2 bytes = 128 MiB: 512 px in one pass in bfloat16 ...
     assert first_stage_tile(sd, torch.bfloat16) == 64 and first_stage_tile(sd, torch.float32) == 45
     # ... and in float32 (at most 45) in two tiles of 36 per side, not of 45 that overlap by 26
     assert balanced_tile(64, 45, 8) == 36 and tile_count(64, 64, 36, 8) == 4 and balanced_tile(30, 45, 8) == 30
@@ -93,3 +93,24 @@ def test_eval_checks_the_reference_before_drawing_any_sample(ldm_file, tmp_path,
     monkeypatch.setattr(generation, "generated_features", never)
     assert main(["eval", str(ldm_file), "--ref", str(tmp_path / "typo"), "--n", "4"]) == 2
     assert "typo" in capsys.readouterr().err
+
+
+def test_the_decode_tile_is_recorded_checked_and_restored_by_from_png(ldm_file, tmp_path):
+    pipe = ldmkit.load(str(ldm_file), device="cpu")
+    assert pipe.decode_tile == first_stage_tile(pipe.config.first_stage, torch.float32)  # the budget's, by default
+    with pytest.raises(ConfigError, match="above the tiles' overlap of 8, got 8"):
+        pipe.set_decode_tile(8)
+    whole = pipe(n=1, steps=2, height=48, width=48)[0]  # a 24 x 24 latent: one pass
+    pipe.set_decode_tile(12)
+    tiled = pipe(n=1, steps=2, height=48, width=48)[0]  # four tiles of 16
+    assert read_params(_saved(tiled, tmp_path / "tiled.png"))["decode_tile"] == 12
+    assert not np.array_equal(np.asarray(whole), np.asarray(tiled))  # the tiles' seams blend: other pixels
+    assert main(["sample", "--from-png", str(tmp_path / "tiled.png"), "--out", str(tmp_path / "again")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again" / "000000.png")), np.asarray(tiled))
+
+
+def _saved(image, path):
+    from ldmkit.pipeline import save_png
+
+    save_png(image, path)
+    return path

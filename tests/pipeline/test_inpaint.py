@@ -78,9 +78,14 @@ def test_bad_inputs_fail_clearly(pipe):
         inpaint(pipe, random_image(16, 16), stroke_mask(16, 20))
     with pytest.raises(ConfigError, match="inpainting model"):
         inpaint(Pipeline(tiny_inpainter("low_res")), random_image(16, 16), stroke_mask(16, 16))
-    # f = 4 and one UNet downsampling to 32 channels: an 8 px image would leave its lowest level 1 pixel
-    with pytest.raises(ShapeError, match="height 8 px is too small for this model.*use 16 px or more"):
-        inpaint(pipe, random_image(8, 16), stroke_mask(8, 16))
+    # f = 4 and one UNet downsampling to 32 channels: 8 x 8 px would leave its lowest level 1 x 1 pixel
+    with pytest.raises(ShapeError, match="8x8 px is too small for this model.*make one side 16 px or more"):
+        pipe.latents([0], {"image": torch.zeros(1, 3, 8, 8), "mask": torch.zeros(1, 1, 8, 8)}, 2, height=8, width=8)
+    # ... so inpainting pads such an image (as it pads to the model's multiple) and keeps its pixels
+    image, mask = random_image(8, 8), stroke_mask(8, 8)
+    out = np.asarray(inpaint(pipe, image, mask, steps=2))
+    keep = np.asarray(mask) < 128
+    assert out.shape == (8, 8, 3) and np.array_equal(out[keep], np.asarray(image)[keep])
 
 
 def test_cli_inpaints_a_file(tmp_path):

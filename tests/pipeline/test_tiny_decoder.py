@@ -81,3 +81,29 @@ def test_from_png_refuses_a_changed_tiny_decoder(tmp_path, files, cli_error):
     save_tiny_decoder(tiny_for(tiny_ldm(), scale=0.5, seed=1), tiny)
     message = cli_error(["sample", "--from-png", str(tmp_path / "s" / "000000.png"), "--out", str(tmp_path / "r")])
     assert "the tiny decoder" in message and "has changed" in message
+
+
+def test_a_pixel_space_model_has_no_decoder_to_replace():
+    import dataclasses
+
+    from ldmkit.autoencoder.config import AutoencoderConfig
+    from ldmkit.errors import ConfigError
+    from ldmkit.pipeline import LatentDiffusion, Pipeline
+
+    cfg = tiny_ldm().config
+    unet = dataclasses.replace(cfg.unet, in_channels=3, out_channels=3)
+    pixels = LatentDiffusion(dataclasses.replace(cfg, first_stage=AutoencoderConfig(kind="identity"), unet=unet,
+                                                 scale_factor=1.0))
+    with pytest.raises(ConfigError, match="samples pixels .*no decoder to replace"):
+        Pipeline(pixels).use_tiny_decoder(TinyDecoder(TinyDecoderConfig(blocks=(1,))), {"path": "t"})
+
+
+def test_large_latents_decode_in_tiles_of_the_recorded_size(files):
+    model, tiny = files
+    pipe = ldmkit.load(model, device="cpu", tiny_decoder=tiny)
+    seen = []
+    decode = pipe._tiny
+    pipe._tiny = lambda z: seen.append(tuple(z.shape[-2:])) or decode(z)
+    pipe.set_decode_tile(16)
+    image = pipe(n=1, steps=2, height=48, width=48)[0]  # a 24 x 24 latent: two tiles of 16 per side
+    assert seen == [(16, 16)] * 4 and read_params_of(image)["decode_tile"] == 16

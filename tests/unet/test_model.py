@@ -58,11 +58,12 @@ def test_sizes_it_cannot_take_are_named_with_the_nearest_that_work():
         model(torch.randn(1, 4, 30, 32), 1)
     with pytest.raises(ValueError, match="width 2 is not divisible by 4.*use 4"):
         model(torch.randn(1, 4, 8, 2), 1)
-    # 4 px halves twice to 1 px, where a ResBlock's GroupNorm would see one value per group of 32 channels
+    # 4 x 4 halves twice to 1 x 1, where a ResBlock's GroupNorm would see one value per group of 32 channels
     assert cfg.model_channels * min(cfg.channel_mult[-2:]) < 64 and cfg.smallest_size == 8
-    with pytest.raises(UNetInputError, match="height 4 is too small.*use 8 or more"):
-        model(torch.randn(1, 4, 4, 8), 1)
-    wide_bottom = dataclasses.replace(cfg, channel_mult=(1, 2, 2))  # 64 channels there: 1 px is enough
+    with pytest.raises(UNetInputError, match="4 x 4 is too small.*make one side 8 or more"):
+        model(torch.randn(1, 4, 4, 4), 1)
+    assert model(torch.randn(1, 4, 4, 8), 1).shape == (1, 4, 4, 8)  # 1 x 2 at the bottom: two values per group
+    wide_bottom = dataclasses.replace(cfg, channel_mult=(1, 2, 2))  # 64 channels there: 1 x 1 is enough
     assert wide_bottom.smallest_size == 4 and UNet(wide_bottom)(torch.randn(1, 4, 4, 4), 1).shape == (1, 4, 4, 4)
 
 
