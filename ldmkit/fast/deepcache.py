@@ -6,7 +6,10 @@ full-resolution end of the skip connections); the calls in between run only the 
 input blocks and those last output blocks, on the kept deep features. With the default depth (the
 first level's blocks) a cheap call skips the lower levels and the middle block: most of the work
 of a UNet whose levels cost alike. It is approximate: what it costs in sample quality is measured
-in docs/results/RECIPE.md. The state belongs to one sampling run: make a new one per run.
+in docs/results/RECIPE.md. The state belongs to one sampling run: make a new one per run. When the
+batch halves (classifier-free guidance stopping at the end of its noise interval), the cheap calls
+carry on with the conditional half of the kept features; any other change of batch size makes a
+full call.
 """
 
 from __future__ import annotations
@@ -29,7 +32,12 @@ class DeepCacheUNet:
     def __call__(self, x: torch.Tensor, t, context=None, concat=None, y=None) -> torch.Tensor:
         unet, depth = self.unet, self.depth
         h, emb, context = unet.inputs(x, t, context, concat, y)
-        full = self.calls % self.interval == 0 or self.cached is None or self.cached.shape[0] != x.shape[0]
+        full = self.calls % self.interval == 0 or self.cached is None
+        if not full and self.cached.shape[0] != x.shape[0]:
+            # a guided batch [unconditional, conditional] (sampling/guidance.py) whose guidance just stopped (the
+            # end of --guidance-interval): the conditional half's features carry on; any other size: a full call
+            keep = self.cached.shape[0] == 2 * x.shape[0]
+            self.cached, full = (self.cached[x.shape[0]:], False) if keep else (None, True)
         self.calls += 1
         skips = []
         for block in unet.input_blocks if full else unet.input_blocks[:depth]:

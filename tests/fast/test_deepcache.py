@@ -44,3 +44,19 @@ def test_a_new_batch_size_refreshes_the_cache():
     cached(torch.randn(2, unet.config.in_channels, 16, 16), torch.tensor([5, 5]))
     x = torch.randn(4, unet.config.in_channels, 16, 16)
     torch.testing.assert_close(cached(x, torch.full((4,), 5)), unet(x, torch.full((4,), 5)), atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_when_guidance_stops_the_conditional_half_of_the_features_carries_on():
+    unet = random_unet()
+    cached, calls = DeepCacheUNet(unet, 3), []
+    hook = unet.middle_block.register_forward_hook(lambda *a: calls.append(1))
+    x, t = torch.randn(1, unet.config.in_channels, 16, 16), torch.tensor([500])
+    uncond_cond = torch.cat([x + 0.5, x])  # a guided call's batch: [unconditional, conditional]
+    cached(uncond_cond, torch.cat([t, t]))  # full
+    after = cached(x + 0.01, t - 10)  # guidance stopped: a cheap call on the conditional half's features
+    hook.remove()
+    fresh = DeepCacheUNet(unet, 3)
+    fresh(x, t)  # the same run without guidance: full on the conditional input alone
+    assert len(calls) == 1  # (the batch of two rounds alike to 1e-6, not bit for bit)
+    torch.testing.assert_close(after, fresh(x + 0.01, t - 10), atol=1e-5, rtol=0)
