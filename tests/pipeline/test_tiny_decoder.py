@@ -107,3 +107,23 @@ def test_large_latents_decode_in_tiles_of_the_recorded_size(files):
     pipe.set_decode_tile(16)
     image = pipe(n=1, steps=2, height=48, width=48)[0]  # a 24 x 24 latent: two tiles of 16 per side
     assert seen == [(16, 16)] * 4 and read_params_of(image)["decode_tile"] == 16
+
+
+@pytest.mark.parametrize("task", ["upscale", "inpaint"])
+def test_upscale_and_inpaint_decode_with_it_and_record_it(tmp_path, task):
+    from .test_inpaint import tiny_inpainter
+    from .test_upscale import tiny_sr
+
+    model = (tiny_sr if task == "upscale" else tiny_inpainter)()
+    path = save(model, tmp_path / "m.safetensors")
+    save_tiny_decoder(tiny_for(model, blocks=(1, 1, 1), scale=model.config.scale_factor), tmp_path / "t.safetensors")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(tmp_path / "mask.png")
+    inputs = [str(tmp_path / "in.png")] + ([str(tmp_path / "mask.png")] if task == "inpaint" else [])
+    common = [*inputs, "--model", path, "--steps", "2", "--device", "cpu", "--dtype", "float32"]
+    tiny = ["--tiny-decoder", str(tmp_path / "t.safetensors")]
+    assert main([task, *common, *tiny, "--out", str(tmp_path / "a.png")]) == 0
+    assert main([task, *common, "--out", str(tmp_path / "b.png")]) == 0
+    assert read_params(tmp_path / "a.png")["tiny_decoder"]["file"] == str(tmp_path / "t.safetensors")
+    assert "tiny_decoder" not in read_params(tmp_path / "b.png")
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
