@@ -60,20 +60,18 @@ def add_lora_argument(p: argparse.ArgumentParser) -> None:
                         "this weight (default 1; 0 leaves the model as it is); repeatable")
 
 
-def add_guide_argument(p: argparse.ArgumentParser) -> None:
+def add_guide_and_decoder_arguments(p: argparse.ArgumentParser) -> None:
+    """--guide and --tiny-decoder: the two other models a generating command can load beside its own."""
     p.add_argument("--guide", metavar="MODEL",
                    help="autoguidance: guide with this weaker model of the same latent space (an early checkpoint of "
                         "the run, e.g. RUN/checkpoints/step-00000200) in place of the unconditional branch; --guidance "
                         "sets the strength (2 on the main job's model: docs/results/RECIPE.md), unconditional models "
                         "included")
-
-
-def add_tiny_decoder_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiny-decoder", metavar="PATH",
                    help="decode with this TAESD-style tiny decoder instead of the model's own (a diffusers "
                         "AutoencoderTiny folder such as madebyollin/taesd for SD v1, TAESD's "
                         "taesd_decoder.safetensors, or an ldmkit file from experiments/tiny_decoder.py): much faster "
-                        "at 512 px, approximate images (docs/benchmarks.md)")
+                        "at 512 px, approximate images (docs/sampling.md)")
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 from ldmkit.cli.common import (
-    add_guide_argument,
+    add_guide_and_decoder_arguments,
     add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
     add_shortcut_arguments,
-    add_tiny_decoder_argument,
     load_model,
     output_folder,
     precision_note,
@@ -56,8 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kid-subset-size", type=int, default=1000)
     add_model_arguments(p)
     add_lora_argument(p)
-    add_guide_argument(p)
-    add_tiny_decoder_argument(p)
+    add_guide_and_decoder_arguments(p)
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval/<features>-n<N>-<sampler>...)")
 
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 
 from ldmkit.cli.common import (
-    add_guide_argument,
+    add_guide_and_decoder_arguments,
     add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
     add_shortcut_arguments,
-    add_tiny_decoder_argument,
     load_model,
     output_folder,
     precision_note,
@@ -35,8 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                  "CompVis .ckpt/.safetensors (with --config) or a diffusers folder")
     add_model_arguments(p)
     add_lora_argument(p)
-    add_guide_argument(p)
-    add_tiny_decoder_argument(p)
+    add_guide_and_decoder_arguments(p)
     add_sampling_arguments(p)
     add_shortcut_arguments(p)
     p.add_argument("--n", type=int, default=16, help="number of images")
@@ -181,7 +179,10 @@ def recorded_tiny_decoder(params: dict) -> str | None:
     from ldmkit.pipeline.metadata import unchanged_file
 
     tiny = params.get("tiny_decoder")
-    return unchanged_file(tiny["file"], tiny["sha256"], "the tiny decoder") and tiny["path"] if tiny else None
+    if tiny is None:
+        return None
+    unchanged_file(tiny["file"], tiny["sha256"], "the tiny decoder")
+    return tiny["path"]
 
 
 def check_condition_flags(args: argparse.Namespace, cfg) -> None:

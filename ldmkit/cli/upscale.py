@@ -11,11 +11,10 @@ import argparse
 from pathlib import Path
 
 from ldmkit.cli.common import (
-    add_guide_argument,
+    add_guide_and_decoder_arguments,
     add_lora_argument,
     add_model_arguments,
     add_sampling_arguments,
-    add_tiny_decoder_argument,
     load_model,
     precision_note,
     sampling_options,
@@ -29,8 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="super-resolution LDM: run folder, checkpoint folder or model file (default: %(default)s)")
     add_model_arguments(p)
     add_lora_argument(p)
-    add_guide_argument(p)
-    add_tiny_decoder_argument(p)
+    add_guide_and_decoder_arguments(p)
     add_sampling_arguments(p)
     p.add_argument("--tile", type=int, default=64, help="tile side in input pixels; larger inputs are tiled")
     p.add_argument("--overlap", type=int, default=16, help="overlap of neighbouring tiles in input pixels")
