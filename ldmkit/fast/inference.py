@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ldmkit.errors import ConfigError
+from ldmkit.fast.allocator import keep_freed_memory
 from ldmkit.fast.attention import use_fast_attention
 from ldmkit.fast.inplace import use_inplace_blocks
 from ldmkit.fast.winograd import use_winograd
@@ -94,6 +95,7 @@ def for_inference(model: nn.Module, device: torch.device, dtype: torch.dtype = t
     """
     if dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
+    keep_freed_memory()
     use_fast_attention(model)
     use_inplace_blocks(model.first_stage)
     unet: Fn = model.unet

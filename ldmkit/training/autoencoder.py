@@ -15,6 +15,7 @@ from ldmkit.data import DataConfig, build_dataset, train_loader
 from ldmkit.data.loader import check_readable, fixed_images
 from ldmkit.device import autocast, pick_device
 from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid
+from ldmkit.fast import keep_freed_memory
 from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
 from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.guard import NonFiniteGuard
@@ -39,6 +40,7 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
     tc = cfg.train
     run_dir, state = prepare_run(run_dir, cfg, resume, comparable=("model", "loss", "perceptual", "data"))
     device = pick_device(tc.device)
+    keep_freed_memory()  # (fast/allocator.py: 10-15 % faster CPU steps)
     torch.manual_seed(tc.seed)
     model = build_autoencoder(cfg.model).to(device)
     perceptual = build_perceptual(cfg.perceptual) if cfg.loss.perceptual_weight > 0 else None
