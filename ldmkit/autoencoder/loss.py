@@ -1,19 +1,24 @@
 """The first stage's training objective (Rombach et al. 2022, Sec. 3.1 and App. G; Esser et al. 2021).
 
-    L_G = L1 + perceptual + w_reg * L_reg + lambda * disc_factor * L_adv
+    L_G = L1 + perceptual + w_reg * L_reg + lambda * disc_factor * L_adv + w_eq * L_eq
     L_adv = -mean D(x_hat)                        (generator side of the hinge loss)
     lambda = disc_weight * ||grad_last L_rec|| / (||grad_last L_adv|| + 1e-4), clamped to [0, 1e4]
     L_D = disc_factor * 0.5 * (mean relu(1 - D(x)) + mean relu(1 + D(x_hat)))
 
 w_reg is kl_weight for the KL first stage and codebook_weight for VQ; disc_factor is 0 before
 `disc_start` and 1 from then on. Before `disc_start` the discriminator is not evaluated at all.
+
+L_eq (off by default, equivariance_weight = 0) is EQ-VAE's scale equivariance (Kouzelis et al. 2025): the
+latent downsampled by EQUIVARIANCE_SCALE must decode to the image downsampled alike,
+    L_eq = L1(s(x), D(s(z))) + perceptual(s(x), D(s(z))),   s = bilinear resize by 1/2, z the decoded latent,
+which keeps high frequencies the image lacks out of the latent, so the diffusion model learns it faster.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +27,8 @@ from torch import nn
 from ldmkit.autoencoder.model import AutoencoderOutput
 from ldmkit.autoencoder.patchgan import DiscNorm, NLayerDiscriminator
 from ldmkit.errors import ConfigError
+
+EQUIVARIANCE_SCALE = 0.5  # L_eq's resize factor of latent and image
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,11 @@ class AutoencoderLossConfig:
     disc_lr: float | None = None  # read by the training loop; None = the autoencoder's learning rate
     adaptive_weight_max: float = 1e4
     adaptive_weight_eps: float = 1e-4
+    equivariance_weight: float = 0.0  # w_eq of L_eq (EQ-VAE's scale equivariance); 0: off
 
     def __post_init__(self) -> None:
         for key in ("l1_weight", "perceptual_weight", "kl_weight", "codebook_weight", "disc_weight",
-                    "adaptive_weight_max", "adaptive_weight_eps"):
+                    "adaptive_weight_max", "adaptive_weight_eps", "equivariance_weight"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"loss config key '{key}' must be >= 0, got {getattr(self, key)}")
         if self.disc_norm not in ("group", "batch"):
@@ -125,12 +133,23 @@ class AutoencoderLoss(nn.Module):
             logs["perceptual"] = p.detach()
         return nll, logs
 
-    def generator_loss(self, x: torch.Tensor, out: AutoencoderOutput, step: int,
-                       last_layer: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def equivariance_loss(self, x: torch.Tensor, latent: torch.Tensor,
+                          decode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """L_eq: the reconstruction loss of the resized latent's decoding against the resized image."""
+        def resize(t: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(t, scale_factor=EQUIVARIANCE_SCALE, mode="bilinear", antialias=True)
+
+        nll, _ = self.reconstruction_loss(resize(x), decode(resize(latent)))  # (B, 3, H/2, W/2) images
+        return nll
+
+    def generator_loss(self, x: torch.Tensor, out: AutoencoderOutput, step: int, last_layer: torch.Tensor | None,
+                       decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total autoencoder loss and detached logs. Needs grad mode for the adaptive weight.
 
         The discriminator runs with its parameters frozen, so this loss sends no gradient into it.
-        Under torch.no_grad (validation) or without a last layer, the adversarial weight is 0.
+        Under torch.no_grad (validation) or without a last layer, the adversarial weight is 0. L_eq needs
+        `decode` (the model's decode_continuous) and out.latent; without them it is left out.
         """
         nll, logs = self.reconstruction_loss(x, out.reconstruction)
         # The KL is a per-sample sum; the paper's code weighs it against reconstruction terms summed over
@@ -139,6 +158,10 @@ class AutoencoderLoss(nn.Module):
         reg = out.regularization / x[0].numel() if self.kind == "kl" else out.regularization
         loss = nll + self.reg_weight * reg
         logs.update(nll=nll.detach(), reg=out.regularization.detach())
+        if self.config.equivariance_weight > 0 and decode is not None and out.latent is not None:
+            eq = self.equivariance_loss(x, out.latent, decode)
+            loss = loss + self.config.equivariance_weight * eq
+            logs["equivariance"] = eq.detach()
         if self.adversarial_active(step):
             with frozen(self.discriminator):
                 g_loss = -self.discriminator(out.reconstruction).mean()

@@ -30,6 +30,7 @@ class AutoencoderOutput:
     reconstruction: torch.Tensor  # (B, C, H, W)
     regularization: torch.Tensor  # scalar: KL (per-sample sum, batch mean) or VQ codebook + commitment loss
     stats: dict[str, torch.Tensor] = field(default_factory=dict)  # detached scalars for logging
+    latent: torch.Tensor | None = None  # (B, c, h, w) what the decoder decoded: KL sample, VQ codes
 
 
 def check_image(x: torch.Tensor, channels: int, factor: int, what: str = "image") -> None:
@@ -59,6 +60,10 @@ class FirstStage(nn.Module):
     def check_latent(self, z: torch.Tensor) -> None:
         check_image(z, self.latent_channels, 1, what="latent")
 
+    def decode_continuous(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder on any latent, quantised or not (VQ: no codebook lookup; the equivariance loss)."""
+        return self.decoder(self.post_quant_conv(z))
+
 
 class KLAutoencoder(FirstStage):
     def __init__(self, config: AutoencoderConfig):
@@ -82,8 +87,8 @@ class KLAutoencoder(FirstStage):
         """Reconstruct from a posterior sample (drawn from `generator`, torch's global RNG when None)."""
         posterior = self.encode(x)
         kl = posterior.kl().mean()
-        reconstruction = self.decode(posterior.sample(generator))
-        return AutoencoderOutput(reconstruction, kl, {"kl": kl.detach()})
+        z = posterior.sample(generator)  # (B, embed_dim, H/f, W/f)
+        return AutoencoderOutput(self.decode(z), kl, {"kl": kl.detach()}, latent=z)
 
 
 class VQAutoencoder(FirstStage):
@@ -108,8 +113,8 @@ class VQAutoencoder(FirstStage):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> AutoencoderOutput:
         z_q, loss, indices = self.quantize(self.encode(x))  # training mode: may restart dead codes first
-        reconstruction = self.decoder(self.post_quant_conv(z_q))
-        return AutoencoderOutput(reconstruction, loss, codebook_stats(indices, self.config.n_embed))
+        reconstruction = self.decode_continuous(z_q)
+        return AutoencoderOutput(reconstruction, loss, codebook_stats(indices, self.config.n_embed), latent=z_q)
 
 
 class IdentityFirstStage(nn.Module):

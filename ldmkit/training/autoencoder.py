@@ -97,7 +97,7 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
             group["lr"] = cfg.loss.disc_lr or lr
         with autocast(device, tc.precision):
             out = model(x, generator=noise)
-            loss, logs = loss_fn.generator_loss(x, out, step, model.last_layer())
+            loss, logs = loss_fn.generator_loss(x, out, step, model.last_layer(), model.decode_continuous)
         if guard.check(loss.item(), step):
             opt.zero_grad(set_to_none=True)
             loss.backward()

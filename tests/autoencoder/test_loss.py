@@ -126,7 +126,40 @@ def test_patchgan_output_is_a_patch_map(norm):
 
 
 @pytest.mark.parametrize("data, key", [({"disc_ch": 24}, "disc_ch"), ({"disc_layers": 0}, "disc_layers"),
-                                       ({"kl_weight": -1.0}, "kl_weight"), ({"disc_norm": "spectral"}, "disc_norm")])
+                                       ({"kl_weight": -1.0}, "kl_weight"), ({"disc_norm": "spectral"}, "disc_norm"),
+                                       ({"equivariance_weight": -0.5}, "equivariance_weight")])
 def test_loss_config_validation_names_the_key(data, key):
     with pytest.raises(ConfigError, match=key):
         from_dict(AutoencoderLossConfig, data)
+
+
+def half(t):
+    return torch.nn.functional.interpolate(t, scale_factor=0.5, mode="bilinear", antialias=True)
+
+
+@pytest.mark.parametrize("kind", ["kl", "vq"])
+def test_equivariance_term_decodes_the_halved_latent_against_the_halved_image(kind):
+    model, loss, x = setup(kind, disc_start=5, equivariance_weight=0.5)
+    plain = AutoencoderLoss(AutoencoderLossConfig(disc_start=5, disc_ch=16, disc_layers=2), SquaredDistance(), kind)
+    out = model(x, torch.Generator().manual_seed(0))
+    assert out.latent.shape == (2, 4, 16, 16)  # what the decoder decoded: the KL sample, the VQ codes
+    torch.testing.assert_close(model.decode_continuous(out.latent), out.reconstruction)
+    total, logs = loss.generator_loss(x, out, step=4, last_layer=model.last_layer(), decode=model.decode_continuous)
+    base, base_logs = plain.generator_loss(x, out, step=4, last_layer=model.last_layer())
+    small = model.decode_continuous(half(out.latent))  # (2, 3, 16, 16)
+    eq = (half(x) - small).abs().mean() + (half(x) - small).pow(2).mean()
+    torch.testing.assert_close(logs["equivariance"], eq.detach())
+    torch.testing.assert_close(total, base + 0.5 * eq)
+    assert "equivariance" not in base_logs
+    model.zero_grad()
+    logs_only = loss.equivariance_loss(x, out.latent, model.decode_continuous)
+    logs_only.backward()
+    assert model.encoder.conv_in.weight.grad.abs().sum() > 0  # via the latent (VQ: straight-through)
+
+
+def test_equivariance_term_needs_the_decoder_and_is_off_by_default():
+    model, loss, x = setup("kl", disc_start=5, equivariance_weight=0.5)
+    out = model(x, torch.Generator().manual_seed(0))
+    _, logs = loss.generator_loss(x, out, step=4, last_layer=model.last_layer())  # no decode: left out
+    assert "equivariance" not in logs
+    assert AutoencoderLossConfig().equivariance_weight == 0.0
