@@ -1,13 +1,14 @@
 """Keep freed activation memory in the process instead of handing it back to the kernel (glibc malloc).
 
-glibc serves every block over 128 KiB from its own mmap (or trims the heap top above 128 KiB), so each
-training step or sampler call maps the pages of its activations afresh and the kernel zeroes them
-again: 18 million minor page faults in one `make emoji`. Raising the thresholds lets freed blocks be
-reused from the heap. Measured on the main job's LDM step (batch 32, bfloat16 autocast, 2 cores):
-0.174-0.181 s -> 0.155-0.160 s, with the same peak resident memory (benchmarks/allocator.py).
+glibc serves large blocks from their own mappings and trims the heap top, with thresholds that start at
+128 KiB and adapt to the order of earlier frees. Where they settle low, every training step or sampler
+call maps the pages of its activations afresh and the kernel zeroes them again: one 400-step run of the
+main job's LDM trainer took 105 s with 15.8 million minor page faults, the next 74 s with 0.3 million.
+Fixed, high thresholds let freed blocks be reused from the heap in every run (73 s and 71 s, 0.2
+million), with the same peak resident memory (docs/benchmarks.md, benchmarks/allocator.py).
 
 Process-wide and applied once, by the fast layer's entry points (for_training, for_inference,
-for_encoding); other C libraries (musl, macOS, Windows) are left as they are.
+for_encoding) and the autoencoder trainer; other C libraries (musl, macOS, Windows) are left as they are.
 """
 
 from __future__ import annotations
