@@ -77,20 +77,17 @@ class Pipeline:
                                                              rel_tol=1e-4):
             raise ConfigError(f"{where} was trained on latents scaled by {cfg.scale_factor:.6g}, this model samples "
                               f"them scaled by {self.config.scale_factor:.6g}; train one for this model's scale")
-        self._tiny = tiny_decoder_for_inference(decoder, self.device, self.dtype)
-        self._tiny_tile = decode_tile_size(cfg.channels, cfg.factor, self.dtype)
+        self._decode = tiny_decoder_for_inference(decoder, self.device, self.dtype)  # replaces the first stage's
+        self.decode_tile = decode_tile_size(cfg.channels, cfg.factor, self.dtype)
         self.tiny_decoder = record
 
     def set_decode_tile(self, tile: int) -> None:
-        """Decode latents larger than `tile` latent pixels in overlapping tiles (with the tiny decoder when one
-        is in use, else with the first stage); images record it, and --from-png sets it back."""
+        """Decode latents larger than `tile` latent pixels in overlapping tiles (with whichever decoder decodes:
+        the first stage's or the tiny one); images record it, and --from-png sets it back."""
         if isinstance(tile, bool) or not isinstance(tile, int) or tile <= DECODE_OVERLAP:
             raise ConfigError(f"the decode tile must be a whole number of latent pixels above the tiles' overlap of "
                               f"{DECODE_OVERLAP}, got {tile!r}")
-        if self.tiny_decoder is not None:
-            self._tiny_tile = tile
-        else:
-            self.decode_tile = tile
+        self.decode_tile = tile
 
     def guide_record(self) -> dict | None:
         """The guide model (path and sha256) as images and evaluations record it, None without one."""
@@ -106,7 +103,7 @@ class Pipeline:
             params = {**params, "guide": self.guide_record()}
         if self.tiny_decoder is not None:
             params = {**params, "tiny_decoder": self.tiny_decoder}
-        return {**params, "decode_tile": self._tiny_tile if self.tiny_decoder is not None else self.decode_tile}
+        return {**params, "decode_tile": self.decode_tile}
 
     @property
     def config(self):
@@ -213,8 +210,6 @@ class Pipeline:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> images (B, 3, H, W) in [-1, 1]; large latents are decoded in tiles."""
-        if self.tiny_decoder is not None:
-            return decode_tiled(self._tiny, z, self.model.factor, tile=self._tiny_tile).clamp(-1, 1)
         return decode_tiled(self._decode, z, self.model.factor, tile=self.decode_tile).clamp(-1, 1)
 
     def __call__(self, n: int = 1, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = 1.0,

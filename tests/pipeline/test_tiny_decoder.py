@@ -102,8 +102,8 @@ def test_large_latents_decode_in_tiles_of_the_recorded_size(files):
     model, tiny = files
     pipe = ldmkit.load(model, device="cpu", tiny_decoder=tiny)
     seen = []
-    decode = pipe._tiny
-    pipe._tiny = lambda z: seen.append(tuple(z.shape[-2:])) or decode(z)
+    decode = pipe._decode
+    pipe._decode = lambda z: seen.append(tuple(z.shape[-2:])) or decode(z)
     pipe.set_decode_tile(16)
     image = pipe(n=1, steps=2, height=48, width=48)[0]  # a 24 x 24 latent: two tiles of 16 per side
     assert seen == [(16, 16)] * 4 and read_params_of(image)["decode_tile"] == 16
