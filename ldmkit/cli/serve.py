@@ -117,6 +117,9 @@ def _limits(args: argparse.Namespace):
                   max_images=args.max_images, queue_size=args.queue_size, preview_every=args.preview_every)
 
 
+LISTEN_BACKLOG = 2048  # uvicorn's default
+
+
 def _listen(host: str, port: int) -> socket.socket:
     from ldmkit.errors import ConfigError
 
@@ -125,6 +128,7 @@ def _listen(host: str, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)  # connections queue from now on: a client that read "serving ..." gets in
     except OSError as err:
         raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror or err}; choose another --host or --port")
     return sock

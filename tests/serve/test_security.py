@@ -113,3 +113,14 @@ def test_the_command_serves_until_interrupted(tiny_models):
     finally:
         proc.send_signal(2)  # Ctrl-C
         assert proc.wait(30) == 130  # the CLI's exit status for Ctrl-C, after a clean shutdown
+
+
+def test_the_socket_accepts_connections_before_the_server_runs():
+    from ldmkit.cli.serve import _listen
+
+    sock = _listen("127.0.0.1", 0)  # bound and listening when "serving ..." is printed, before uvicorn starts
+    try:
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            pass  # queued in the backlog: not refused
+    finally:
+        sock.close()
