@@ -10,6 +10,8 @@ the results differ by rounding only (bfloat16 aside, which the caller asks for).
                                                   Winograd first stage (frozen, so inference-only)
     for_encoding(first_stage)                     encoding a dataset once (`ldmkit cache-latents`)
     tiny_decoder_for_inference(decoder, ...)      a TAESD-style tiny decoder in the Pipeline's dtype
+    for_frozen_features(network)                  a frozen feature network used as a loss (the perceptual
+                                                  term): BatchNorm folded into the convolutions (frozen.py)
     keep_freed_memory()                           glibc malloc keeps freed activations for reuse (allocator.py);
                                                   each entry point above applies it
 """
@@ -20,6 +22,7 @@ from torch import nn
 
 from ldmkit.fast.allocator import keep_freed_memory
 from ldmkit.fast.attention import use_fast_attention
+from ldmkit.fast.frozen import fold_batchnorm, for_frozen_features
 from ldmkit.fast.inference import compile_for_inference, for_inference, tiny_decoder_for_inference
 from ldmkit.fast.inplace import use_inplace_blocks
 from ldmkit.fast.winograd import use_winograd
@@ -40,5 +43,6 @@ def for_encoding(first_stage: nn.Module) -> nn.Module:
     return use_inplace_blocks(use_winograd(first_stage))
 
 
-__all__ = ["compile_for_inference", "for_encoding", "for_inference", "for_training", "keep_freed_memory",
-           "tiny_decoder_for_inference", "use_fast_attention", "use_inplace_blocks", "use_winograd"]
+__all__ = ["compile_for_inference", "fold_batchnorm", "for_encoding", "for_frozen_features", "for_inference",
+           "for_training", "keep_freed_memory", "tiny_decoder_for_inference", "use_fast_attention",
+           "use_inplace_blocks", "use_winograd"]

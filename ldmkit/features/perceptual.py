@@ -101,17 +101,28 @@ class PerceptualDistance(nn.Module):
         self.backbone.eval()  # a fixed metric: BN always uses its running statistics
         return self
 
+    def _features(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The taps of x and of y, in pairs. As a training loss only one of them needs gradients (the
+        reconstruction, not the real image); the other's pass then builds no graph, so the backward pass
+        runs over B images instead of 2B."""
+        if torch.is_grad_enabled() and x.requires_grad != y.requires_grad:
+            taps = []
+            for image in (x, y):
+                with torch.set_grad_enabled(image.requires_grad):
+                    taps.append(self.backbone.features(image))
+            return list(zip(*taps))
+        batch = x.shape[0]
+        taps = self.backbone.features(torch.cat([x, y]))  # one pass over (2B, 3, H, W)
+        return [(f[:batch], f[batch:]) for f in taps]
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.shape != y.shape:
             raise ConfigError(
                 f"perceptual distance needs two images of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
             )
-        batch = x.shape[0]
-        taps = self.backbone.features(torch.cat([x, y]))  # one pass over (2B, 3, H, W)
         per_tap = []
-        for i, f in enumerate(taps):
-            f = unit_normalize(f)  # (2B, C_l, H_l, W_l)
-            diff = (f[:batch] - f[batch:]).square()  # (B, C_l, H_l, W_l)
+        for i, (fx, fy) in enumerate(self._features(x, y)):
+            diff = (unit_normalize(fx) - unit_normalize(fy)).square()  # (B, C_l, H_l, W_l)
             per_tap.append((diff * getattr(self, f"weight{i}")).sum(dim=1).mean(dim=(1, 2)))  # (B,)
         stacked = torch.stack(per_tap)  # (L, B)
         return stacked.sum(0) if self.reduce_taps == "sum" else stacked.mean(0)

@@ -15,7 +15,7 @@ from ldmkit.data import DataConfig, build_dataset, train_loader
 from ldmkit.data.loader import check_readable, fixed_images
 from ldmkit.device import autocast, pick_device
 from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid
-from ldmkit.fast import keep_freed_memory
+from ldmkit.fast import for_frozen_features, keep_freed_memory
 from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
 from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.guard import NonFiniteGuard
@@ -44,6 +44,8 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
     torch.manual_seed(tc.seed)
     model = build_autoencoder(cfg.model).to(device)
     perceptual = build_perceptual(cfg.perceptual) if cfg.loss.perceptual_weight > 0 else None
+    if perceptual is not None:
+        for_frozen_features(perceptual.backbone)  # (fast/frozen.py: its pass 1.5x faster)
     loss_fn = AutoencoderLoss(cfg.loss, perceptual, cfg.model.kind).to(device)
     opt = adamw(model.parameters(), tc)
     opt_d = adamw(loss_fn.discriminator.parameters(), tc, lr=cfg.loss.disc_lr or tc.lr,

@@ -55,6 +55,25 @@ def test_gradients_reach_the_input_only(dist, images):
     assert all(p.grad is None and not p.requires_grad for p in dist.parameters())
 
 
+def test_a_fixed_reference_image_gives_the_joint_passes_value_and_gradient(dist, images):
+    """Only the reconstruction needs gradients: the reference's pass builds no graph, the result is the same."""
+    y = noisy(images[:3], 0.1)
+    calls = []
+    hook = dist.backbone.stem.register_forward_hook(lambda m, i, o: calls.append((len(i[0]), o.requires_grad)))
+    try:
+        y_alone, y_joint, x_joint = y.clone().requires_grad_(), y.clone().requires_grad_(), images[:3].clone()
+        alone = dist(images[:3], y_alone)
+        assert calls == [(3, False), (3, True)]  # two passes of B images, one without a graph
+        joint = dist(x_joint.requires_grad_(), y_joint)
+        assert calls[2:] == [(6, True)]  # both need gradients: one pass of 2B
+    finally:
+        hook.remove()
+    alone.sum().backward()
+    joint.sum().backward()
+    torch.testing.assert_close(alone, joint, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(y_alone.grad, y_joint.grad, atol=1e-7, rtol=1e-4)
+
+
 def test_batch_independent(dist, images):
     y = noisy(images, 0.1)
     with torch.no_grad():
