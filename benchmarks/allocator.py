@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import set_threads  # noqa: E402
 from ldmkit.config import load_config  # noqa: E402
 from ldmkit.device import autocast  # noqa: E402
-from ldmkit.fast import keep_freed_memory, use_fast_attention  # noqa: E402
+from ldmkit.fast import for_frozen_features, keep_freed_memory, use_fast_attention  # noqa: E402
 from ldmkit.training.config import adamw  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -71,7 +71,9 @@ def autoencoder_step(steps: int) -> float:
 
     cfg = load_config(AutoencoderRunConfig, ROOT / "configs/autoencoder/kl-f4-emoji64.yaml")
     model = build_autoencoder(cfg.model).train()
-    loss_fn = AutoencoderLoss(cfg.loss, build_perceptual(cfg.perceptual), cfg.model.kind).train()
+    perceptual = build_perceptual(cfg.perceptual)
+    for_frozen_features(perceptual.backbone)  # as train_autoencoder does
+    loss_fn = AutoencoderLoss(cfg.loss, perceptual, cfg.model.kind).train()
     opt, opt_d = adamw(model.parameters(), cfg.train), adamw(loss_fn.discriminator.parameters(), cfg.train)
     x = torch.rand(cfg.train.batch_size, 3, cfg.data.resolution, cfg.data.resolution) * 2 - 1
     noise, step_index = torch.Generator().manual_seed(0), cfg.loss.disc_start  # the discriminator on

@@ -73,7 +73,8 @@ def diffusers_recipe(args) -> tuple[Path, float]:
     cache = LatentCacheDataset(build_latent_cache(stage, cfg.data, torch.device("cpu"),
                                                   folder=cache_folder(stage, cfg.data)))
     scale = 1.0 / latent_std(cache)
-    unet = UNet2DModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+    c = stage.config.latent_channels
+    unet = UNet2DModel(sample_size=16, in_channels=c, out_channels=c, layers_per_block=1,
                        block_out_channels=(64, 128, 256), attention_head_dim=32, attn_norm_num_groups=32,
                        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
                        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
@@ -84,7 +85,7 @@ def diffusers_recipe(args) -> tuple[Path, float]:
     loader = iter(train_loader(cache, batch, seed=0))
 
     def step(i: int) -> float:
-        z0 = next(loader)["latent"] * scale  # (B, 4, 16, 16), a posterior sample of each cached latent
+        z0 = next(loader)["latent"] * scale  # (B, c, 16, 16), a posterior sample of each cached latent
         noise = torch.randn_like(z0)
         t = torch.randint(0, 1000, (len(z0),))
         with torch.autocast("cpu", dtype=torch.bfloat16):  # the same precision as ldmkit's recipes

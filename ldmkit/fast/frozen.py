@@ -7,11 +7,12 @@
                              forward and backward, under bfloat16 autocast.
 
 Measured on the perceptual distance of 8 + 8 64 px images, forward and backward to the reconstructions under
-bfloat16 autocast, 2 cores: 38 ms as built, 33 ms folded, 25 ms folded and channels_last. In float32 the
-distance moves by rounding only (1e-7) and its gradient by 0.7 % of its norm (the same rounding, amplified
-where the distance is ill-conditioned; channels_last alone moves it by 2e-6). Unlike the rest of fast/,
-folding rewrites the weights (the state dict loses its BatchNorm entries), so it is for networks that are
-never saved: the training loop builds its perceptual network from the shipped file each run.
+bfloat16 autocast, 2 cores (benchmarks/perceptual.py): 40 ms as built, 34 ms folded, 26 ms folded and
+channels_last. In float32 the distance moves by rounding only (1e-7) and its gradient by 0.7 % of its norm
+(the same rounding, amplified where the distance is ill-conditioned; channels_last alone moves it by 2e-6).
+Unlike the rest of fast/, folding rewrites the weights (the state dict loses its BatchNorm entries), so it is
+for networks that are never saved: the training loop builds its perceptual network from the shipped file each
+run.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def test_measured_scale_factor_is_one_over_the_latent_std_and_resume_keeps_it(tm
     with safe_open(str(cache.root / "shard-00000.safetensors"), framework="pt") as f:  # the same std, independently:
         mean = torch.cat([f.get_tensor("mean"), f.get_tensor("mean_flip")])  # Var z = Var(mean) + E[exp(logvar)]
         var = torch.cat([f.get_tensor("logvar"), f.get_tensor("logvar_flip")]).exp()
-    assert len(cache) == 77 and mean.shape == (2 * 77, 4, 8, 8)
+    assert len(cache) == 77 and mean.shape == (2 * 77, 3, 8, 8)  # the shipped KL-f4: 3 latent channels
     assert measured == pytest.approx(float(mean.var() + var.mean()) ** -0.5, rel=0.03)
 
     tiny.widen_latent_cache(cache.root, 3.0)  # a fresh measurement would now give a third of the value ...
