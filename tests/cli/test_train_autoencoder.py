@@ -22,7 +22,7 @@ def test_kl_run_writes_a_checkpoint_and_resume_after_raising_steps_continues_it(
     assert f"checkpoint: {run / 'checkpoints' / 'step-00000002'}" in capsys.readouterr().out
     assert latest_checkpoint(run).name == "step-00000002"
     tensors, config, _ = load_model_file(run, kind="autoencoder")
-    assert config["kind"] == "kl" and config["ch_mult"] == [1, 1, 1] and config["embed_dim"] == 4
+    assert config["kind"] == "kl" and config["ch_mult"] == [1, 1, 1] and config["embed_dim"] == 3  # the shipped KL-f4
     assert set(json.loads((run / "eval.json").read_text())) >= {"psnr", "ssim"}
 
     tiny.cli("train-autoencoder", "--resume", run, "--set", "train.steps=4")
