@@ -11,7 +11,8 @@ the results differ by rounding only (bfloat16 aside, which the caller asks for).
     for_encoding(first_stage)                     encoding a dataset once (`ldmkit cache-latents`)
     tiny_decoder_for_inference(decoder, ...)      a TAESD-style tiny decoder in the Pipeline's dtype
     for_frozen_features(network)                  a frozen feature network used as a loss (the perceptual
-                                                  term): BatchNorm folded into the convolutions (frozen.py)
+                                                  term): BatchNorm folded into the convolutions (frozen.py;
+                                                  the one function here that rewrites weights)
     keep_freed_memory()                           glibc malloc keeps freed activations for reuse (allocator.py);
                                                   each entry point above applies it
 """
