@@ -81,7 +81,7 @@ class KLAutoencoder(FirstStage):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         self.check_latent(z)
-        return self.decoder(self.post_quant_conv(z))  # (B, embed_dim, h, w) -> (B, C, H, W)
+        return self.decode_continuous(z)  # (B, embed_dim, h, w) -> (B, C, H, W)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> AutoencoderOutput:
         """Reconstruct from a posterior sample (drawn from `generator`, torch's global RNG when None)."""
@@ -109,7 +109,7 @@ class VQAutoencoder(FirstStage):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         self.check_latent(z)
         z_q = self.quantize.lookup(self.quantize.nearest(z))  # (B, embed_dim, h, w), the codes themselves
-        return self.decoder(self.post_quant_conv(z_q))
+        return self.decode_continuous(z_q)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> AutoencoderOutput:
         z_q, loss, indices = self.quantize(self.encode(x))  # training mode: may restart dead codes first
