@@ -24,8 +24,8 @@ RUNS/faithfulness.json: a list of results per task, one per --guidance) and samp
 A run trained on some classes only (`--set "data.classes=[food & drink, animals & nature]"`) is
 measured on those classes: its gallery holds their images only, and chance is 5 / that size.
 
-The full run (after `ldmkit train-autoencoder configs/autoencoder/kl-f4-emoji64.yaml`):
-    python experiments/faithfulness.py --first-stage runs/kl-f4-emoji64
+The full run (after `ldmkit train-autoencoder configs/autoencoder/kl-f4c4-emoji64.yaml`):
+    python experiments/faithfulness.py --first-stage runs/kl-f4c4-emoji64
 """
 
 from __future__ import annotations

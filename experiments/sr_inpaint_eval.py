@@ -16,8 +16,8 @@ without is trained first (with --set overrides applied to both configs). The UNe
 the SR conditioner's rescaling) are fitted to the first stage, so `--first-stage identity` works
 too (pixel space, much slower). Results: a JSON file and example grids next to it.
 
-The full run (after `ldmkit train-autoencoder configs/autoencoder/kl-f4-emoji64.yaml`):
-    python experiments/sr_inpaint_eval.py --first-stage runs/kl-f4-emoji64
+The full run (after `ldmkit train-autoencoder configs/autoencoder/kl-f4c4-emoji64.yaml`):
+    python experiments/sr_inpaint_eval.py --first-stage runs/kl-f4c4-emoji64
 """
 
 from __future__ import annotations

@@ -62,13 +62,23 @@ class TinyRuns:
         return ["train-autoencoder", config, "--out", str(out), *_sets(sets)]
 
     def ldm_sets(self, config: Path, first_stage: Path | str, steps: int, *more: str) -> list[str]:
-        """A 2-level UNet 32 channels wide on 8x8 latents, batch 4; context encoders 32 wide, one layer."""
+        """A 2-level UNet 32 channels wide on 8x8 latents, batch 4; context encoders 32 wide, one layer.
+        The UNet's channels follow `first_stage`'s latent (the shipped configs' own first stages agree
+        with them: test_default_path.py)."""
+        from ldmkit.checkpoint import load_model_file
+        from ldmkit.conditioning.config import ConditioningConfig
+        from ldmkit.config import from_dict
+
         raw = yaml.safe_load(Path(config).read_text())
         sets = [f"first_stage={first_stage}", *self.data(raw["data"]["dataset"]), "unet.model_channels=32",
                 "unet.channel_mult=[1,2]", "unet.num_res_blocks=1", "unet.attention_resolutions=[2]",
                 "unet.sample_size=8", f"train.steps={steps}", "train.batch_size=4", "train.warmup_steps=2",
                 "train.log_every=1", "train.image_every=1000", "train.ckpt_every=1000", "sample_steps=1",
                 "sample_n=2"]
+        if str(first_stage) != "identity":
+            latent = load_model_file(Path(first_stage), kind="autoencoder")[1]["embed_dim"]
+            concat = from_dict(ConditioningConfig, raw.get("conditioning", {})).concat_channels(latent)
+            sets += [f"unet.in_channels={latent + concat}", f"unet.out_channels={latent}"]
         if raw["unet"].get("context_dim"):  # class, text, layout: cross-attention to 32-wide tokens
             kind = raw["conditioning"]["kind"]
             section = "class_label" if kind == "class" else kind

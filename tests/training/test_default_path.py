@@ -11,11 +11,15 @@ import torch
 import yaml
 from safetensors import safe_open
 
+from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.checkpoint import load_model_file
+from ldmkit.conditioning.config import ConditioningConfig
+from ldmkit.config import from_dict
 from ldmkit.data.latents import LatentCacheDataset
 from ldmkit.training.latent_cache import latent_std
 
-LDM_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "ldm").glob("*.yaml"))
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+LDM_CONFIGS = sorted((CONFIGS / "ldm").glob("*.yaml"))
 
 
 def scale_factor(run: Path) -> float:
@@ -39,6 +43,19 @@ def test_measured_scale_factor_is_one_over_the_latent_std_and_resume_keeps_it(tm
     tiny.cli("train", "--resume", run, "--set", "train.steps=2")
     assert scale_factor(run) == measured  # ... but a resumed run keeps the one it trained with
     assert set(tiny.losses(run)) == {1, 2}
+
+
+@pytest.mark.parametrize("config", LDM_CONFIGS, ids=[c.stem for c in LDM_CONFIGS])
+def test_the_unet_fits_the_first_stage_the_config_names(config):
+    """runs/NAME, a shipped config's first stage, is what configs/autoencoder/NAME.yaml trains; the tiny
+    runs below take their UNet's channels from the tiny first stage, so this is where the two must agree."""
+    raw = yaml.safe_load(config.read_text())
+    name = Path(raw["first_stage"]).name
+    assert raw["first_stage"] == f"runs/{name}"
+    ae = yaml.safe_load((CONFIGS / "autoencoder" / f"{name}.yaml").read_text())
+    latent = from_dict(AutoencoderConfig, ae["model"]).latent_channels
+    concat = from_dict(ConditioningConfig, raw.get("conditioning", {})).concat_channels(latent)
+    assert (raw["unet"]["in_channels"], raw["unet"]["out_channels"]) == (latent + concat, latent)
 
 
 @pytest.mark.parametrize("config", LDM_CONFIGS, ids=[c.stem for c in LDM_CONFIGS])
