@@ -8,7 +8,6 @@ or --no-auth. Needs the `serve` extra. See docs/serve.md.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 
@@ -61,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ldmkit.serve.security import check_bind, is_loopback, loopback_hosts
+        from ldmkit.serve.security import check_bind, is_loopback, loopback_hosts, server_token
     except ImportError as err:
         raise ConfigError(f"ldmkit serve needs the serve extra ({err.name} is missing): pip install -e '.[serve]'")
-    token = None if args.no_auth else (args.token if args.token is not None else os.environ.get("LDMKIT_SERVE_TOKEN"))
+    token = server_token(args.token, args.no_auth)
     check_bind(args.host, token, args.no_auth)
     limits = _limits(args)
     if args.cors and (not args.cors.startswith(("http://", "https://")) or args.cors.count("/") != 2):

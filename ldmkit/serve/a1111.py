@@ -4,9 +4,10 @@ Field names and response shapes follow A1111's modules/api/models.py (StableDiff
 Txt2Img / Img2Img, TextToImageResponse, ProgressResponse, SamplerItem, SDModelItem). Like A1111,
 these bodies are lenient: null means "the default", and fields this server has no use for
 (restore_faces, enable_hr, styles, ...) are accepted and listed in the answer's info as "ignored".
-So is cfg_scale for an unconditional model, since every client sends one. The prompt is the
-caption of a text model and the class (name or index) of a class model; a model that takes
-neither refuses a non-empty prompt. Layout and semantic models need the native endpoints.
+So is a cfg_scale sent to an unconditional model, since most clients send one (only fields the
+client sent are listed, never a default it left out). The prompt is the caption of a text model
+and the class (name or index) of a class model; a model that takes neither refuses a non-empty
+prompt. Layout and semantic models need the native endpoints.
 """
 
 from __future__ import annotations

@@ -29,16 +29,36 @@ def error_response(status: int, message: str, detail=None, headers: dict[str, st
     return JSONResponse({"error": message, "detail": message if detail is None else detail}, status, headers)
 
 
-def validation_message(errors: list[dict]) -> tuple[str, list[dict]]:
+NOT_AN_OBJECT = ("model_attributes_type", "dict_type")  # pydantic's "Input should be a valid dictionary ..."
+
+
+def validation_message(errors: list[dict], content_type: str | None = None) -> tuple[str, list[dict]]:
     """pydantic's errors -> one line ("steps: Input should be ...; seed: ...") and a list without the inputs
-    (which may be megabytes of base64)."""
+    (which may be megabytes of base64). `content_type`: the request's, named when a body was not read as JSON."""
     parts, detail = [], []
     for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
-        where = ".".join(loc) or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+        parts.append(_one_line(err, content_type))
         detail.append({"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")})
     return "invalid request: " + "; ".join(parts), detail
+
+
+def _one_line(err: dict, content_type: str | None) -> str:
+    loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
+    kind = err.get("type")
+    if kind == "json_invalid":  # loc: ("body", the character where decoding stopped)
+        at = f" (at character {loc[0]})" if loc else ""
+        return f"the body is not valid JSON{at}: {err.get('ctx', {}).get('error', err.get('msg', 'invalid'))}"
+    if tuple(err.get("loc", ())) == ("body",) and kind in NOT_AN_OBJECT and not is_json(content_type):
+        # (FastAPI reads a body as JSON only when it is labelled so; a form or text body stays bytes)
+        sent = f"Content-Type: {content_type[:100]}" if content_type else "no Content-Type"
+        return (f"the body is not labelled as JSON ({sent}); send it with the header 'Content-Type: "
+                "application/json' (with curl -d, add -H 'Content-Type: application/json')")
+    return f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}"
+
+
+def is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def install(app: FastAPI) -> None:
@@ -50,7 +70,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        message, detail = validation_message(list(err.errors()))
+        message, detail = validation_message(list(err.errors()), request.headers.get("content-type"))
         return error_response(422, message, detail)
 
     @app.exception_handler(LdmkitError)

@@ -39,7 +39,7 @@ def _common(state: ServerState, req: a1111.Txt2ImgRequest):
     if eta is not None and "eta" not in sampler_options(sampler):
         eta, ignored = None, ignored + ["eta"]
     guidance = req.cfg_scale if model.conditioning.kinds or model.guided else 1.0
-    if guidance != req.cfg_scale:
+    if guidance != req.cfg_scale and "cfg_scale" in req.model_fields_set:  # (only what the client sent)
         ignored.append("cfg_scale")
     if model.guided and "cfg_scale" not in req.model_fields_set:
         guidance = GUIDE_DEFAULT  # (clients that send none get autoguidance's default, not A1111's 7)
@@ -101,7 +101,8 @@ async def img2img(request: Request, req: a1111.Img2ImgRequest, state: ServerStat
                                 "without Karras")
         a1111.conditions_of(model, req.prompt, req.negative_prompt)
         work = tasks.inpaint_work(model, inits, mask, n, seed, options, limits)
-        ignored, strength = ignored + ["denoising_strength"], None
+        ignored += ["denoising_strength"] if "denoising_strength" in req.model_fields_set else []
+        strength = None
     elif model.task == "generate":
         condition, negative = a1111.conditions_of(model, req.prompt, req.negative_prompt)
         images = [image for image, _ in inits]

@@ -24,6 +24,7 @@ Text = Annotated[str, Field(max_length=MAX_TEXT)]
 ClassValue = Annotated[int, Field(ge=0)] | Annotated[str, Field(max_length=200)]
 Image64 = Annotated[str, Field(min_length=1, description="an image file in base64 (or a data: URL)")]
 Coordinate = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Sigma = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # a noise level (finite: JSON has no infinity)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ class GenerateRequest(Sampling):
     strength: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     mask: Image64 | None = Field(None, description="with init_image: white = change")
     karras: bool = False
+    guidance_interval: Annotated[list[Sigma], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="[low, high]: guide only at noise levels sigma in (low, high] (`--guidance-interval`)")
+    cache_interval: int | None = Field(None, ge=1, le=MAX_STEPS, description="reuse the UNet's deep features "
+                                       "between steps, the whole UNet every k-th call (`--cache-interval`)")
 
 
 class UpscaleRequest(Sampling):

@@ -24,6 +24,7 @@ from ldmkit.serve.images import decode_image
 from ldmkit.serve.registry import ServedModel
 from ldmkit.serve.schemas import GenerateRequest, InpaintRequest, Limits, UpscaleRequest
 
+SHORTCUTS = ("karras", "guidance_interval", "cache_interval")  # Pipeline's sampling shortcuts
 Callback = Callable[[dict], None]
 Work = Callable[[Callback], list[Image.Image]]
 FIELD_KINDS = {"prompt": "text", "class": "class", "layout": "layout", "label_map": "semantic",
@@ -52,6 +53,13 @@ def sampling(req: Any) -> dict:
     return {"steps": req.steps, "sampler": req.sampler, "guidance": req.guidance, "eta": req.eta}
 
 
+def shortcuts(req: GenerateRequest) -> dict:
+    """The sampling shortcuts a request sets, as the CLI passes them (cli/common.py shortcut_options)."""
+    given = {"karras": req.karras or None, "cache_interval": req.cache_interval,
+             "guidance_interval": None if req.guidance_interval is None else tuple(req.guidance_interval)}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 # --- the three tasks ---------------------------------------------------------------------------------
 
 def pipeline_work(model: ServedModel, options: dict, limits: Limits, inputs: dict | None = None) -> Work:
@@ -59,7 +67,7 @@ def pipeline_work(model: ServedModel, options: dict, limits: Limits, inputs: dic
     pipe, cfg, n = model.pipe, model.conditioning, options["n"]
     check_count(n, limits)
     pipe.check(options["steps"], options["sampler"], options["guidance"], options["eta"],
-               **({"karras": True} if options.get("karras") else {}))
+               **{name: options[name] for name in SHORTCUTS if name in options})
     items = conditions.items(cfg, options.get("condition"), n)
     asked = {conditions.image_size(cfg, item) for item in items} - {None}
     if options.get("init_image") is not None:
@@ -133,9 +141,7 @@ def generate(model: ServedModel, req: GenerateRequest, limits: Limits) -> Work:
     options = {"n": req.n, **sampling(req), "seed": req.seed, "height": req.height, "width": req.width,
                "batch_size": req.batch_size, "condition": _condition(cfg, per_kind, req.n),
                "negative": req.negative_prompt if req.negative_prompt is not None else req.negative_class,
-               "init_image": init, "strength": req.strength, "mask": mask}
-    if req.karras:
-        options["karras"] = True
+               "init_image": init, "strength": req.strength, "mask": mask, **shortcuts(req)}
     return pipeline_work(model, options, limits, inputs)
 
 

@@ -73,7 +73,21 @@ def test_options_choose_the_checkpoint_for_every_a1111_client(client):
     info = json.loads(txt2img(client, prompt="banana", steps=2, cfg_scale=2)["info"])  # the prompt names the class
     assert info["sd_model_name"] == "class"
     info = json.loads(txt2img(client, prompt="", steps=2, override_settings={"sd_model_checkpoint": "none"})["info"])
-    assert info["sd_model_name"] == "none" and info["ignored"] == ["cfg_scale"] and info["cfg_scale"] == 1.0
+    assert info["sd_model_name"] == "none" and info["ignored"] == [] and info["cfg_scale"] == 1.0
+
+
+def test_ignored_lists_only_the_fields_the_client_sent(client):
+    unconditional = {"prompt": "", "steps": 1, "override_settings": {"sd_model_checkpoint": "none"}}
+    assert json.loads(txt2img(client, **unconditional)["info"])["ignored"] == []  # no cfg_scale sent
+    info = json.loads(txt2img(client, **unconditional, cfg_scale=7)["info"])
+    assert info["ignored"] == ["cfg_scale"] and info["cfg_scale"] == 1.0
+    image, mask = png64(Image.new("RGB", (16, 16))), png64(Image.new("L", (16, 16), 255))
+    inpaint = {"init_images": [image], "mask": mask, "steps": 1, "cfg_scale": 1,
+               "override_settings": {"sd_model_checkpoint": "inpaint"}}
+    for extra, ignored in (({}, []), ({"denoising_strength": 0.5}, ["denoising_strength"])):
+        res = client.post("/sdapi/v1/img2img", json={**inpaint, **extra})
+        assert res.status_code == 200, res.text
+        assert json.loads(res.json()["info"])["ignored"] == ignored
 
 
 def test_img2img_and_its_mask_keep_the_unmasked_pixels(client):
@@ -105,7 +119,7 @@ def test_img2img_with_a_mask_on_an_inpainting_model_inpaints(client):
     assert [json.loads(text["ldmkit"])["seed"] for _, text in images] == [4, 5]
     assert all(json.loads(text["ldmkit"])["task"] == "inpaint" for _, text in images)
     assert (np.asarray(images[0][0].convert("RGB"))[:8] == (10, 200, 10)).all()
-    assert json.loads(res.json()["info"])["ignored"] == ["denoising_strength"]
+    assert json.loads(res.json()["info"])["ignored"] == []  # (no denoising_strength sent)
 
 
 @pytest.mark.parametrize("sampler_name, cli", [("DDIM", ["--sampler", "ddim"]),

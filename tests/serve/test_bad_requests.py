@@ -2,6 +2,8 @@
 server goes on serving. (The test client's limits: 128 x 128 px, 1 MiB per upload, 8 images.)"""
 
 import base64
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -15,6 +17,19 @@ BIG = png64(Image.new("RGB", (200, 200)))  # 40000 px > 128 x 128
 HUGE = base64.b64encode(np.random.default_rng(0).integers(0, 255, 900_000, dtype=np.uint8).tobytes() * 2).decode()
 RGB_MAP = png64(Image.new("RGB", (16, 16)))
 HIGH_IDS = png64(Image.fromarray(np.full((16, 16), 50, np.uint8), "L"))
+
+
+def png_header(width: int, height: int) -> str:
+    """A PNG file that says it is width x height px (no pixels follow), base64: a decompression bomb's header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return base64.b64encode(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) +
+                            chunk(b"IEND", b"")).decode()
+
+
+BOMB = png_header(30000, 30000)  # over Pillow's own limit (which Image.open checks) as well as the server's
 T2I, I2I, GEN = "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/ldmkit/v1/generate"
 
 CASES = [  # (path, JSON body or raw bytes, status, part of the message)
@@ -22,6 +37,7 @@ CASES = [  # (path, JSON body or raw bytes, status, part of the message)
     (T2I, {"steps": "many"}, 422, "steps"),
     (T2I, b'{"cfg_scale": NaN}', 422, "cfg_scale"),
     (T2I, b'{"prompt": "unclosed', 422, "JSON"),
+    (T2I, b'{"steps": 4,', 422, "the body is not valid JSON (at character 12): Expecting property name"),
     (T2I, {"width": 100000}, 422, "width"),
     (T2I, {"prompt": "x", "width": 256, "height": 256}, 413, "over the server's limit of 16384 pixels"),
     (T2I, {"prompt": "x", "width": 17}, 422, "width 17 px is not a multiple"),
@@ -40,6 +56,7 @@ CASES = [  # (path, JSON body or raw bytes, status, part of the message)
     (I2I, {"init_images": ["not base64 at all!"]}, 422, "init_images[0] is not valid base64"),
     (I2I, {"init_images": [base64.b64encode(b"hello").decode()]}, 422, "init_images[0] is not an image"),
     (I2I, {"init_images": [BIG]}, 413, "over the limit of 16384 pixels"),
+    (I2I, {"init_images": [BOMB]}, 413, "init_images[0] is 30000x30000 px, over the limit of 16384 pixels per image"),
     (I2I, {"init_images": [HUGE]}, 413, "over the upload limit"),
     (I2I, {"init_images": [SMALL], "override_settings": {"sd_model_checkpoint": "inpaint"}}, 422, "send a mask"),
     (I2I, {"init_images": [SMALL], "denoising_strength": 1.5}, 422, "denoising_strength"),
@@ -56,6 +73,15 @@ CASES = [  # (path, JSON body or raw bytes, status, part of the message)
     (GEN, {"model": "text", "strength": 0.5}, 422, "strength needs an init image"),
     (GEN, {"model": "none", "init_image": SMALL, "strength": 2}, 422, "strength"),
     (GEN, {"model": "none", "guidance": 3}, 422, "needs a conditional model"),
+    (GEN, {"model": "none", "init_image": BOMB}, 413, "init_image is 30000x30000 px, over the limit of 16384 pixels"),
+    (GEN, {"model": "class", "guidance_interval": [0.2, 0.8]}, 422, "set guidance above 1"),
+    (GEN, {"model": "class", "guidance": 3, "guidance_interval": [0.8, 0.2]}, 422, "0 <= low < high"),
+    (GEN, {"model": "class", "guidance": 3, "guidance_interval": [0.2]}, 422, "guidance_interval: List should have"),
+    (GEN, b'{"model": "class", "guidance": 3, "guidance_interval": [0, Infinity]}', 422,
+     "guidance_interval.1: Input should be a finite number"),
+    (GEN, {"model": "class", "guidance": 3, "guidance_interval": [-1, 2]}, 422, "guidance_interval.0"),
+    (GEN, {"model": "text", "cache_interval": 0}, 422, "cache_interval: Input should be greater than or equal to 1"),
+    (GEN, {"model": "text", "cache_interval": 1.5}, 422, "cache_interval: Input should be a valid integer"),
     (GEN, {"model": "layout", "steps": 1, "layout": {"boxes": [[0, 0, 1, 1]], "labels": [99]}}, 422,
      "box labels must be in [0, 10)"),
     (GEN, {"model": "layout", "layout": {"boxes": [[0, 0, 2, 1]], "labels": [1]}}, 422, "less than or equal to 1"),
@@ -80,6 +106,17 @@ def test_a_bad_request_is_a_4xx_with_a_clear_json_message(client, path, body, st
     error = res.json()["error"]
     assert message in error and "Traceback" not in res.text and len(res.text) < 4000
     assert client.get("/ldmkit/v1/models").status_code == 200  # still serving
+
+
+@pytest.mark.parametrize("path", [GEN, T2I, "/sdapi/v1/options"])
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", None])
+def test_a_json_body_not_labelled_as_json_is_told_the_header_to_send(client, path, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}  # (curl -d sends a form's type)
+    res = client.post(path, content=b'{"steps": 4}', headers=headers)
+    assert res.status_code == 422 and res.headers["content-type"] == "application/json"
+    error = res.json()["error"]
+    assert "send it with the header 'Content-Type: application/json'" in error
+    assert (f"Content-Type: {content_type})" if content_type else "no Content-Type") in error
 
 
 def test_limits_that_depend_on_the_request(registry):

@@ -43,10 +43,15 @@ def test_the_page_generates_and_inpaints(browser, live_server, tmp_path):
     page.fill("#prompt", "red apple")  # the text model is served first
     page.fill("#steps", "2")
     page.fill("#n", "1")
+    page.fill("#guidance-low", "0.2")  # the CLI's --guidance-interval 0.2 5 --cache-interval 2
+    page.fill("#guidance-high", "5")
+    page.fill("#cache-interval", "2")
     page.click("#run")
     page.wait_for_selector("#gallery .card img")
     assert page.inner_text("#status-text") == "done: 1 image"
     page.screenshot(path=str(SHOTS / "generate.png"))
+    params = downloaded_params(page.locator("#gallery .card").first)
+    assert params["guidance_interval"] == [0.2, 5] and params["cache_interval"] == 2
 
     page.select_option("#model", "inpaint")
     assert page.is_hidden("#f-prompt") and page.inner_text("#run") == "Inpaint"
@@ -64,8 +69,7 @@ def test_the_page_generates_and_inpaints(browser, live_server, tmp_path):
 
     newest = page.locator("#gallery .card").first
     assert "inpaint" in newest.locator("figcaption").inner_text()
-    png = newest.locator("a[download]").get_attribute("href")
-    image = Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1])))
+    image = downloaded_png(newest)
     params = json.loads(image.text["ldmkit"])  # the download carries the metadata
     assert params["task"] == "inpaint" and params["steps"] == 2
     pixels = image.convert("RGB").load()
@@ -74,3 +78,13 @@ def test_the_page_generates_and_inpaints(browser, live_server, tmp_path):
     assert page.input_value("#seed") == str(params["seed"])
     assert errors == []
 
+
+
+def downloaded_png(card) -> Image.Image:
+    """The PNG a gallery card's download link holds."""
+    png = card.locator("a[download]").get_attribute("href")
+    return Image.open(io.BytesIO(base64.b64decode(png.split(",", 1)[1])))
+
+
+def downloaded_params(card) -> dict:
+    return json.loads(downloaded_png(card).text["ldmkit"])

@@ -1,6 +1,7 @@
 """The native endpoints: every model kind and task with the CLI's options, the same images as the CLI,
 server-sent progress with previews, and the job listing."""
 
+import base64
 import json
 
 import numpy as np
@@ -60,6 +61,24 @@ def test_native_class_images_are_the_clis(client, tiny_models, tmp_path):
                  "--sampler", "euler_a", "--guidance", "2", "--device", "cpu", "--out", str(tmp_path)]) == 0
     for i, item in enumerate(served):
         assert np.array_equal(pixels(item), np.asarray(Image.open(tmp_path / f"{5 + i:06d}.png")))
+
+
+def test_the_guidance_and_cache_intervals_are_the_clis_and_regenerate_from_the_png(client, tiny_models, tmp_path):
+    served = generate(client, model="class", **{"class": "banana"}, n=2, seed=2, steps=4, guidance=3.0,
+                      guidance_interval=[0.2, 0.8], cache_interval=2)
+    assert main(["sample", tiny_models["class"], "--class", "banana", "--n", "2", "--seed", "2", "--steps", "4",
+                 "--guidance", "3", "--guidance-interval", "0.2", "0.8", "--cache-interval", "2", "--device", "cpu",
+                 "--out", str(tmp_path / "cli")]) == 0
+    for i, item in enumerate(served):
+        cli = Image.open(tmp_path / "cli" / f"{2 + i:06d}.png")
+        assert np.array_equal(pixels(item), np.asarray(cli))
+        recorded = json.loads(cli.text["ldmkit"])
+        for key in ("guidance_interval", "cache_interval"):  # recorded as the CLI records them
+            assert item["parameters"][key] == recorded[key]
+    assert served[0]["parameters"]["guidance_interval"] == [0.2, 0.8]
+    (tmp_path / "served.png").write_bytes(base64.b64decode(served[1]["png"]))
+    assert main(["sample", "--from-png", str(tmp_path / "served.png"), "--out", str(tmp_path / "again")]) == 0
+    assert np.array_equal(pixels(served[1]), np.asarray(Image.open(tmp_path / "again" / "000003.png")))
 
 
 def test_upscale_and_inpaint_are_the_clis(client, tiny_models, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 
 from ldmkit.cli import main
 from ldmkit.errors import ConfigError
-from ldmkit.serve.security import check_bind, loopback_hosts
+from ldmkit.serve.security import TOKEN_ENV, check_bind, loopback_hosts, server_token
 
 from .conftest import TOKEN, make_client
 
@@ -32,6 +32,16 @@ def test_binding_beyond_loopback_needs_a_token_or_no_auth():
         check_bind("127.0.0.1", "secret", True)
 
 
+def test_an_empty_token_names_where_it_came_from():
+    with pytest.raises(ConfigError, match="^the environment variable LDMKIT_SERVE_TOKEN is empty"):
+        server_token(None, False, {TOKEN_ENV: ""})  # LDMKIT_SERVE_TOKEN= ldmkit serve ...
+    with pytest.raises(ConfigError, match="^--token is empty"):
+        server_token(" ", False, {TOKEN_ENV: "from-the-environment"})
+    assert server_token(None, False, {TOKEN_ENV: "secret"}) == "secret"
+    assert server_token("given", False, {TOKEN_ENV: "secret"}) == "given"  # the flag wins
+    assert server_token(None, False, {}) is None and server_token(None, True, {TOKEN_ENV: "secret"}) is None
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--host", "0.0.0.0"], "makes the server reachable from other machines"),
     (["--token", "x", "--no-auth"], "not allowed with argument --token"),
@@ -43,6 +53,14 @@ def test_the_cli_refuses_bad_options_in_one_line(tiny_models, argv, message, cap
     assert main(["serve", tiny_models["none"], "--port", "0", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("ldmkit serve: error: ") and message in err and "\n" not in err
+
+
+def test_the_cli_names_an_empty_token_variable(tiny_models, monkeypatch, capsys):
+    monkeypatch.setenv("LDMKIT_SERVE_TOKEN", " ")
+    assert main(["serve", tiny_models["none"], "--port", "0", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ldmkit serve: error: the environment variable LDMKIT_SERVE_TOKEN is empty; ")
+    assert "\n" not in err
 
 
 def test_the_cli_refuses_a_taken_port(tiny_models, capsys):

@@ -19,6 +19,8 @@ const RULES = {
   "f-karras": (m, s) => m.task === "generate" && m.karras_samplers.includes(s.sampler),
   "f-eta": (m, s) => m.eta_samplers.includes(s.sampler),
   "f-guidance": (m) => m.guidance,
+  "f-guidance-interval": (m) => m.task === "generate" && m.guidance,
+  "f-cache-interval": (m) => m.task === "generate",
   "f-n": (m) => m.task === "generate",
   "f-batch": (m) => m.task === "generate",
   "f-width": (m, s) => m.task === "generate" && !s.image && !has(m, "semantic"),
@@ -150,6 +152,12 @@ export class Form {
   async generateFields(m, body, number) {
     Object.assign(body, { n: number("n"), batch_size: number("batch-size") });
     if (!$("f-karras").hidden && $("karras").checked) body.karras = true;
+    const [low, high] = [$("guidance-low").value, $("guidance-high").value];
+    if (!$("f-guidance-interval").hidden && (low !== "" || high !== "")) {
+      if (low === "" || high === "") throw new Error("give both ends of the guidance interval (noise levels σ), or neither");
+      body.guidance_interval = [Number(low), Number(high)];
+    }
+    if (!$("f-cache-interval").hidden && $("cache-interval").value !== "") body.cache_interval = number("cache-interval");
     if (!$("f-width").hidden && $("width").value) body.width = number("width");
     if (!$("f-height").hidden && $("height").value) body.height = number("height");
     if (has(m, "text")) body.prompt = $("prompt").value;
