@@ -8,7 +8,7 @@ only, on the attention projections, at --lora-lr). Scored before and after by `l
 --n samples (DDPM, 200 steps, seed 0) against that class's images (its training and validation
 images: its validation split alone, 15 images for food & drink, is too few for a covariance of
 1280 features), exported once as PNGs. Also reported: what each run trained (images/s, steps), its
-peak resident memory (the training process's, from /proc), and the size of what it writes (the
+peak resident memory (the training process's, by /usr/bin/time -f %M), and the size of what it writes (the
 adapter alone for LoRA). A grid of 8 samples per model (same seeds) goes to OUT/grid.png.
 """
 

@@ -170,7 +170,8 @@ def resolve_model_file(path: str | Path) -> Path:
     if path.is_file():
         return path
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist; give a run folder, a checkpoint folder or a model "
+                              "file")
     if (path / MODEL_FILE).is_file():
         return path / MODEL_FILE
     latest = latest_checkpoint(path)

@@ -81,3 +81,15 @@ def pick_dtype(name: str | torch.dtype | None, device: torch.device) -> torch.dt
     if name not in DTYPES:
         raise ConfigError(f"dtype {name!r} is unknown; use one of {', '.join(DTYPE_CHOICES)}")
     return DTYPES[name]
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes `device` can still allocate: free CUDA memory, or Linux's MemAvailable; None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024  # "12345 kB"
+    except (OSError, KeyError, ValueError):
+        return None

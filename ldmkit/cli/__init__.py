@@ -53,12 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"ldmkit.cli.{module_name}")
         module.add_arguments(p)
         p.set_defaults(_module=module)
+    parser.commands = sub.choices  # name -> its parser
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the command's own parser, which knows its options
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as done:  # --help (0), or a usage error already printed as one line (2)
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     debug = args.debug or os.environ.get("LDMKIT_DEBUG", "") not in ("", "0")

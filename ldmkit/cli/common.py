@@ -4,6 +4,7 @@ and sampling with it (--steps, --sampler, --eta, --guidance, --seed). One home f
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -139,12 +140,23 @@ def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def output_folder(path: str | Path) -> Path:
-    """`path` created as a folder, with a clear error when that is impossible."""
+    """`path`, checked to be a folder that exists or can be created, with a clear error where not. Nothing
+    is created here: the command's first write creates it (`make_folder`), after every input is checked."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file, not a folder; give a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists())  # ("/" or "." at the latest)
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create the output folder {path}: {existing} is a file; give another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create the output folder {path}: {existing} is not writable; give another --out")
+    return path
+
+
+def make_folder(path: Path) -> Path:
+    """`path` created (with its parents) as a folder; a clear error where that is impossible."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as err:
-        raise ConfigError(f"--out {path} is a file, not a folder; give a folder") from err
     except OSError as err:
         raise ConfigError(f"cannot create the output folder {path}: {err.strerror}; give another --out") from err
     return path

@@ -24,6 +24,7 @@ from ldmkit.cli.common import (
     add_sampling_arguments,
     add_shortcut_arguments,
     load_model,
+    make_folder,
     output_folder,
     precision_note,
     shortcut_options,
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                 "sampling_seconds": round(sampling_s, 1)}
     result = {**metrics, "settings": settings}
     table = markdown_table(metrics)
-    write_text_atomic(out / "metrics.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(make_folder(out) / "metrics.json", json.dumps(result, indent=2) + "\n")
     write_text_atomic(out / "metrics.md", f"{model_file} — {args.n} samples, {args.sampler} {args.steps} steps, "
                       f"guidance {args.guidance:g}{f' (guide: {args.guide})' if args.guide else ''}, "
                       f"{f'tiny decoder {args.tiny_decoder}, ' if args.tiny_decoder else ''}"

@@ -17,6 +17,7 @@ from ldmkit.cli.common import (
     add_model_arguments,
     add_sampling_arguments,
     load_model,
+    make_folder,
     precision_note,
     sampling_options,
 )
@@ -33,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_lora_argument(p)
     add_guide_and_decoder_arguments(p)
     add_sampling_arguments(p)
+    p.add_argument("--strength", type=float, help="start from the image itself noised this far, 0 .. 1, instead of "
+                                                  "from pure noise (img2img: the hole keeps some of what it holds)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_model(args, args.model)
     inputs = {name: str(Path(file).resolve()) for name, file in (("image", args.image), ("mask", args.mask))}
     inputs.update({f"{name}_sha256": file_sha256(file) for name, file in (("image", args.image), ("mask", args.mask))})
-    result = inpaint(pipe, image, mask, inputs=inputs, **sampling_options(args))
-    save_png(result, path)
+    result = inpaint(pipe, image, mask, inputs=inputs, strength=args.strength, **sampling_options(args))
+    save_png(result, make_folder(path.parent) / path.name)
     print(f"filled {args.image} where {args.mask} is white: {path}{precision_note(args, pipe)}")
     return 0

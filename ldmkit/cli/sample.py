@@ -16,6 +16,7 @@ from ldmkit.cli.common import (
     add_sampling_arguments,
     add_shortcut_arguments,
     load_model,
+    make_folder,
     output_folder,
     precision_note,
     sampling_options,
@@ -104,6 +105,7 @@ def write_images(images: list, out, seed: int) -> None:
     from ldmkit.data.images import make_grid, to_tensor
     from ldmkit.pipeline import save_png
 
+    make_folder(out)
     for i, image in enumerate(images):
         save_png(image, out / f"{seed + i:06d}.png")
     make_grid(torch.stack([to_tensor(im) for im in images])).save(out / "grid.png")
@@ -149,7 +151,7 @@ def regenerate(args: argparse.Namespace) -> int:
                   seed=seeds[0], eta=params["eta"], height=params["height"], width=params["width"],
                   condition=batch, batch_size=len(seeds), negative=negative, **init,
                   **{k: params[k] for k in ("karras", "guidance_interval", "cache_interval") if k in params})
-    path = out / f"{params['seed']:06d}.png"
+    path = make_folder(out) / f"{params['seed']:06d}.png"
     save_png(images[index], path)
     print(f"regenerated: {path}")
     return 0

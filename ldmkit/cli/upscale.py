@@ -16,6 +16,7 @@ from ldmkit.cli.common import (
     add_model_arguments,
     add_sampling_arguments,
     load_model,
+    make_folder,
     precision_note,
     sampling_options,
 )
@@ -33,10 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=64, help="tile side in input pixels; larger inputs are tiled")
     p.add_argument("--overlap", type=int, default=16, help="overlap of neighbouring tiles in input pixels")
     p.add_argument("--no-color-fix", action="store_true", help="do not match each tile's mean colour to its input")
+    p.add_argument("--strength", type=float, help="start from the input's bicubic enlargement noised this far, 0 .. 1, "
+                                                  "instead of from pure noise (img2img)")
 
 
 def output_path(out: str, image: str, suffix: str) -> Path:
-    """OUT itself when it names a .png file, else OUT/<image name><suffix>.png (folders are created)."""
+    """OUT itself when it names a .png file, else OUT/<image name><suffix>.png (its folder checked, not created)."""
     from ldmkit.cli.common import output_folder
 
     path = Path(out)
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         path = path.with_name(path.name.replace("_x4.png", f"_x{factor}.png")) if args.out != str(path) else path
     inputs = {"image": str(Path(args.image).resolve()), "image_sha256": file_sha256(args.image)}
     result = upscale(pipe, image, tile=args.tile, overlap=args.overlap, color_fix=not args.no_color_fix,
-                     inputs=inputs, **sampling_options(args))
-    save_png(result, path)
+                     inputs=inputs, strength=args.strength, **sampling_options(args))
+    save_png(result, make_folder(path.parent) / path.name)
     print(f"{image.width}x{image.height} -> {result.width}x{result.height}: {path}{precision_note(args, pipe)}")
     return 0

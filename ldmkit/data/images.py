@@ -54,7 +54,9 @@ def read_image(source: Path | bytes, what: str, convert: Callable[[Image.Image],
         raise DataError(f"{what} does not exist; check the path") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(_too_many_pixels(what, err)) from err
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+    except UnidentifiedImageError as err:  # (its text names a BytesIO object for bytes)
+        raise DataError(f"cannot read {what}: not an image format Pillow knows; replace or delete the file") from err
+    except (OSError, ValueError, SyntaxError) as err:
         raise DataError(f"cannot read {what}: {err}; replace or delete the file") from err
 
 

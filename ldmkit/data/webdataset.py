@@ -17,6 +17,7 @@ format field, `part-{:05d}.tar`).
 
 from __future__ import annotations
 
+import functools
 import glob
 import io
 import itertools
@@ -81,16 +82,21 @@ def decode_sample(key: str, group: dict[str, bytes], shard: Path | str = "") -> 
     where = f"{key} of {shard}" if shard else key
     image_ext = next((e for e in group if "." + e in IMAGE_SUFFIXES), None)
     if image_ext is None:
-        log.warning("skipping WebDataset sample %s: no jpg/png/webp member", where)
+        _skipping(where, "no jpg/png/webp member")
         return None
     try:
         image = read_image(group[image_ext], f"its image {key}.{image_ext}")
         caption = _text(group, "txt", key).strip()
         label = _label(group, key)
     except DataError as err:
-        log.warning("skipping WebDataset sample %s: %s", where, err)
+        _skipping(where, str(err))
         return None
     return {"image": image, "caption": caption, "label": label}
+
+
+@functools.cache  # once per sample and process: the epochs after the first skip it silently
+def _skipping(where: str, why: str) -> None:
+    log.warning("skipping WebDataset sample %s: %s", where, why)
 
 
 def _text(group: dict[str, bytes], ext: str, key: str) -> str:

@@ -120,7 +120,8 @@ def reference_dataset(ref: str, resolution: int, split: str = "train") -> tuple[
                          f"{RENDER_VERSION}, {len(dataset)} emoji"}
     folder = Path(ref).expanduser()
     if not folder.is_dir():
-        raise ConfigError(f"reference {ref!r} is neither 'openmoji', an image folder, nor a .npz of statistics")
+        raise ConfigError(f"reference {ref!r} is neither 'openmoji', an image folder, nor a .npz of statistics; "
+                          "check the path, or use --ref openmoji")
     dataset = build_dataset(DataConfig(dataset="folder", path=str(folder.resolve()), resolution=resolution),
                             split, augment=False)
     return dataset, {"dataset": "folder", "path": str(folder.resolve()),

@@ -82,7 +82,7 @@ def convert_compvis(checkpoint: str | Path, config: str | Path, out: str | Path,
     return target
 
 
-def _has_ldmkit_metadata(path: Path) -> bool:
+def has_ldmkit_metadata(path: Path) -> bool:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -108,12 +108,12 @@ def find_original_pair(path: str | Path, config: str | Path | None = None) -> tu
     path = Path(path)
     if path.is_file():
         if config is None and (path.suffix not in WEIGHT_SUFFIXES or
-                               (path.suffix == ".safetensors" and _has_ldmkit_metadata(path))):
+                               (path.suffix == ".safetensors" and has_ldmkit_metadata(path))):
             return None
         folder = path.parent
         checkpoint = path
     elif path.is_dir():
-        if (path / MODEL_FILE).is_file() and _has_ldmkit_metadata(path / MODEL_FILE):
+        if (path / MODEL_FILE).is_file() and has_ldmkit_metadata(path / MODEL_FILE):
             return None
         if (path / "checkpoints").is_dir() and config is None:
             return None  # an ldmkit run folder

@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ldmkit.checkpoint import MODEL_FILE, save_model_file
+from ldmkit.checkpoint import MODEL_FILE, resolve_model_file, save_model_file
 from ldmkit.errors import CheckpointError, ConfigError
-from ldmkit.interop.compvis import convert_compvis, find_original_pair, load_compvis
+from ldmkit.interop.compvis import convert_compvis, find_original_pair, has_ldmkit_metadata, load_compvis
 from ldmkit.interop.diffusers_folders import INDEX, load_diffusers_folder
 from ldmkit.interop.diffusers_text import make_text_portable
 from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
@@ -105,6 +105,16 @@ def convert_foreign(path: str | Path, out: str | Path, config: str | Path | None
         raise CheckpointError(f"{path} does not exist")
     pair = find_original_pair(path, config)
     if pair is None:
-        raise CheckpointError(f"{path} is an ldmkit model already; convert reads an original CompVis checkpoint "
-                              "(+ --config YAML) or a diffusers pipeline folder (with model_index.json)")
+        what = "an ldmkit model already" if _is_ldmkit_model(Path(path)) else "not a model convert can read"
+        raise CheckpointError(f"{path} is {what}; convert reads an original CompVis checkpoint (+ --config YAML) "
+                              "or a diffusers pipeline folder (with model_index.json)")
     return convert_compvis(*pair, out, text_encoder=text_encoder)
+
+
+def _is_ldmkit_model(path: Path) -> bool:
+    """Whether `path` is an ldmkit model file, checkpoint folder or run folder."""
+    try:
+        file = resolve_model_file(path)
+    except CheckpointError:
+        return False
+    return file.suffix == ".safetensors" and has_ldmkit_metadata(file)

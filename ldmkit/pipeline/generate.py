@@ -19,8 +19,9 @@ import torch
 from PIL import Image
 
 from ldmkit.data.images import to_pil
+from ldmkit.device import available_memory
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators
-from ldmkit.errors import ConfigError, LdmkitError
+from ldmkit.errors import ConfigError, LdmkitError, ShapeError
 from ldmkit.fast import for_inference, tiny_decoder_for_inference
 from ldmkit.fast.deepcache import DeepCacheUNet
 from ldmkit.pipeline import conditions, starts
@@ -118,7 +119,8 @@ class Pipeline:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"steps must be a whole number >= 1, got {steps!r}")
         if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
-            raise ConfigError(f"guidance must be a finite number >= 0 (1: no guidance), got {guidance!r}")
+            raise ConfigError(f"guidance must be a finite number >= 0, got {guidance!r}; use e.g. 3, or 1 for no "
+                              "guidance")
         if guidance != 1.0 and not self.config.conditioning.kinds and self.guide is None:
             raise ConfigError("classifier-free guidance needs a conditional model, and this one is unconditional "
                               f"(it takes {conditions.accepts(self.config.conditioning)}); drop the guidance, or "
@@ -128,7 +130,7 @@ class Pipeline:
                 takers = ", ".join(name for name in SAMPLERS if "eta" in sampler_options(name))
                 raise ConfigError(f"sampler {sampler!r} has no eta (only {takers} do); drop it")
             if not math.isfinite(eta) or eta < 0:
-                raise ConfigError(f"eta must be a finite number >= 0, got {eta!r}")
+                raise ConfigError(f"eta must be a finite number >= 0, got {eta!r}; use 0 (deterministic) to 1")
         if guidance_interval is not None:
             low, high = guidance_interval
             if guidance == 1.0:
@@ -166,7 +168,7 @@ class Pipeline:
         the seeds' generators still drive the per-step noise of stochastic samplers."""
         self.check(steps, sampler, guidance, eta, guidance_interval, cache_interval, karras)
         model = self.model
-        shape = model.latent_shape(height or self.config.image_size, width or self.config.image_size)
+        shape = self.check_size(len(seeds), *self.size(height, width))
         generators = seeded_generators(seeds)  # CPU: the same noise on every device
         if x_T is None:
             x_T = randn_like_per_sample((len(seeds), *shape), generators, self.device, torch.float32)
@@ -191,7 +193,9 @@ class Pipeline:
             unet = blended(unet, model.schedule, init, mask, x_T)
         diffusion = self.config.diffusion
         options = {"prediction": diffusion.prediction, "callback": callback}
-        if "offset" in sampler_options(sampler):  # discrete samplers visit the timesteps the model's config says
+        # every sampler visits the timesteps (or their sigmas) the model's config asks for; Karras levels span the
+        # whole schedule whatever the spacing (k-diffusion's choice; diffusers' Karras would shift with "leading")
+        if "offset" in sampler_options(sampler) and not karras:
             options.update(spacing=diffusion.timestep_spacing, offset=diffusion.steps_offset)
         if eta is not None:
             options["eta"] = eta
@@ -201,6 +205,23 @@ class Pipeline:
             options.update(init=init.to(self.device, torch.float32), strength=strength)
         z = sample(sampler, unet, x_T, model.schedule, steps, generators, **options)
         return z if mask is None else mask * z + (1 - mask) * init.to(z)
+
+    def size(self, height: int | None, width: int | None) -> tuple[int, int]:
+        """(height, width) in pixels: the model's training size where one is None."""
+        default = self.config.image_size
+        return (default if height is None else height, default if width is None else width)
+
+    def check_size(self, batch: int, height: int, width: int) -> tuple[int, int, int]:
+        """The latent shape (C, h, w) of a height x width image; a clear error where the model cannot take
+        that size, or where the UNet's activations alone would not fit in the device's free memory."""
+        shape = self.model.latent_shape(height, width)
+        need = batch * self.config.unet.held_values(*shape[1:]) * self.dtype.itemsize
+        free = available_memory(self.device)
+        if free is not None and need > free:
+            raise ShapeError(f"{width}x{height} px in batches of {batch} needs more than {need / 2**30:.1f} GiB for "
+                             f"the UNet's activations alone, and {self.device.type} has {free / 2**30:.1f} GiB free; "
+                             "ask for a smaller image or batch")
+        return shape
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -250,8 +271,8 @@ class Pipeline:
         if asked and (height, width) not in ((None, None), asked):
             raise ConfigError(f"the condition or init image sets the image size to {asked[1]}x{asked[0]} px; drop "
                               "height/width")
-        height, width = asked or (height or self.config.image_size, width or self.config.image_size)
-        self.model.latent_shape(height, width)  # a clear error for a size the model cannot take, before any work
+        height, width = asked or self.size(height, width)
+        self.check_size(min(n, batch_size), height, width)  # a clear error, before any work
         params = self.recorded({"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta,
                                 "height": height, "width": width, **{k: v for k, v in shortcuts.items() if v}})
         if inits[0] is not None:

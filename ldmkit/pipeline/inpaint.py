@@ -25,6 +25,7 @@ from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+from ldmkit.sampling.img2img import check_strength
 
 
 def check_inpainting_model(model: LatentDiffusion) -> None:
@@ -37,12 +38,17 @@ def check_inpainting_model(model: LatentDiffusion) -> None:
 @torch.no_grad()
 def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, steps: int = DEFAULT_STEPS,
                    sampler: str = DEFAULT_SAMPLER, seed: int = 0, guidance: float = 1.0,
-                   eta: float | None = None, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+                   eta: float | None = None, callback: Callable[[dict], None] | None = None,
+                   strength: float | None = None) -> torch.Tensor:
     """images (B, 3, H, W) in [-1, 1], masks (B, 1, H, W) (1 = hole) -> (B, 3, H, W) composited.
 
-    Image i uses seed + i; outside its (binarised) mask it equals the input exactly. `callback(info)`
-    gets every step's report (sampling/progress.py)."""
+    Image i uses seed + i; outside its (binarised) mask it equals the input exactly. `strength` in
+    [0, 1]: start from the images themselves noised that far (img2img, sampling/img2img.py) instead of
+    from pure noise, so the holes keep some of what they hold. `callback(info)` gets every step's
+    report (sampling/progress.py)."""
     check_inpainting_model(pipe.model)
+    if strength is not None:
+        check_strength(strength)
     images = torch.stack([image_tensor(x, "inpainting image") for x in (images if images.dim() == 4 else [images])])
     masks = torch.stack([mask_tensor(m) for m in (masks if masks.dim() == 4 else [masks])])  # (B, 1, H, W) in {0, 1}
     if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
@@ -57,7 +63,9 @@ def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, st
     pad = (0, width - w, 0, height - h)
     condition = {"image": F.pad(images, pad, mode="replicate"), "mask": F.pad(masks, pad, value=0.0)}
     seeds = [seed + i for i in range(images.shape[0])]
-    z = pipe.latents(seeds, condition, steps, sampler, guidance, eta, height, width, callback=callback)
+    init = None if strength is None else pipe.encode(condition["image"])  # (B, C, h, w)
+    z = pipe.latents(seeds, condition, steps, sampler, guidance, eta, height, width, callback=callback, init=init,
+                     strength=strength)
     generated = pipe.decode(z)[:, :, :h, :w].float().clamp(-1, 1)  # (B, 3, H, W)
     return torch.where(masks.bool(), generated, images)
 
@@ -65,8 +73,9 @@ def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, st
 def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = DEFAULT_STEPS,
             sampler: str = DEFAULT_SAMPLER,
             seed: int = 0, guidance: float = 1.0, eta: float | None = None, inputs: dict | None = None,
-            callback: Callable[[dict], None] | None = None) -> Image.Image:
+            callback: Callable[[dict], None] | None = None, strength: float | None = None) -> Image.Image:
     """Fill the white part of `mask` in `image`; every other pixel of the (RGB) image is kept bit-exactly.
+    `strength`: start from the image noised that far instead of from noise (see `inpaint_tensor`).
 
     Transparency in the image is flattened onto white first, as everywhere in ldmkit. The result carries
     its generation parameters (pipeline/metadata.py; `inputs` describes where the inputs came from)."""
@@ -74,11 +83,13 @@ def inpaint(pipe: Pipeline, image: Image.Image, mask: Image.Image, steps: int = 
     check_mask_size(mask.size, rgb.size)
     original = np.asarray(rgb)  # (H, W, 3) uint8
     hole = mask_tensor(mask)[None]  # (1, 1, H, W) in {0, 1}
-    filled = inpaint_tensor(pipe, to_tensor(rgb)[None], hole, steps, sampler, seed, guidance, eta, callback)
+    filled = inpaint_tensor(pipe, to_tensor(rgb)[None], hole, steps, sampler, seed, guidance, eta, callback, strength)
     keep = ~hole[0, 0].bool().numpy()[..., None]  # (H, W, 1)
     out = Image.fromarray(np.where(keep, original, to_uint8(filled[0])))
     params = pipe.recorded({"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta,
                             "height": out.height, "width": out.width})
+    if strength is not None:
+        params["strength"] = strength
     condition = {"image": to_tensor(rgb), "mask": hole[0]}
     out.info[PNG_KEY] = image_metadata(pipe, params, [seed], 0, condition, task="inpaint", inputs=inputs or {})
     return out

@@ -100,7 +100,10 @@ class LatentDiffusion(nn.Module):
         """(C, h, w) of the latent of an image of height x width, with a clear error if impossible."""
         multiple = self.factor * self.config.unet.size_multiple
         for name, size in (("height", height), ("width", width)):
-            if size % multiple or size <= 0:
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ShapeError(f"{name} must be a whole number of pixels > 0, got {size!r}; use a multiple of "
+                                 f"{multiple}, e.g. {self.config.image_size}")
+            if size % multiple:
                 low, high = size // multiple * multiple, (size // multiple + 1) * multiple
                 raise ShapeError(f"{name} {size} px is not a multiple of {multiple} (first-stage f = {self.factor} "
                                  f"x UNet multiple {self.config.unet.size_multiple}); use {low or high} or {high}")

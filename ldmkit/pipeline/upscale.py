@@ -29,6 +29,7 @@ from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.pipeline.tiling import blend_tiles, tile_count
 from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+from ldmkit.sampling.img2img import check_strength
 
 
 def sr_factor(model: LatentDiffusion) -> int:
@@ -56,13 +57,18 @@ def _match_mean(out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
 def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
                    seed: int = 0,
                    guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
-                   color_fix: bool = True, callback: Callable[[dict], None] | None = None) -> torch.Tensor:
+                   color_fix: bool = True, callback: Callable[[dict], None] | None = None,
+                   strength: float | None = None) -> torch.Tensor:
     """lr (3, h, w) or (1, 3, h, w) in [-1, 1] -> (1, 3, factor h, factor w) in [-1, 1].
 
+    `strength` in [0, 1]: start each tile from its bicubic enlargement noised that far (img2img,
+    sampling/img2img.py) instead of from pure noise.
     `tile` and `overlap` are in LR pixels (rounded down to multiples of `lr_multiple`, tiles no smaller than
     the model takes); `callback(info)`
     gets every step's report (sampling/progress.py) of every tile, with "tile" (index) and "tiles"."""
     model = pipe.model
+    if strength is not None:
+        check_strength(strength)
     factor, m = sr_factor(model), lr_multiple(model)
     lr = image_tensor(lr, "low-resolution image")[None].to(pipe.device)  # (1, 3, h, w)
     h, w = lr.shape[-2:]
@@ -88,8 +94,10 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = DEFAULT_STEPS,
         noise = x_T[:, :, top:top + th * factor // f, left:left + tw * factor // f]
         if noise.shape == x_T.shape:  # one tile: the seed draws it, so stochastic samplers' steps match pipe()'s
             noise = None
+        init = None if strength is None else pipe.encode(
+            F.interpolate(part, scale_factor=factor, mode="bicubic").clamp(-1, 1))  # (1, C, th f', tw f')
         z = pipe.latents([seed], part, steps, sampler, guidance, eta, th * factor, tw * factor, x_T=noise,
-                         callback=report if callback else None)
+                         callback=report if callback else None, init=init, strength=strength)
         done.append(1)
         out = pipe.decode(z).float()  # (1, 3, th factor, tw factor)
         return _match_mean(out, part) if color_fix else out
@@ -105,12 +113,15 @@ def upscale(pipe: Pipeline, image: Image.Image, steps: int = DEFAULT_STEPS, samp
             seed: int = 0,
             guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
             color_fix: bool = True, inputs: dict | None = None,
-            callback: Callable[[dict], None] | None = None) -> Image.Image:
+            callback: Callable[[dict], None] | None = None, strength: float | None = None) -> Image.Image:
     """A PIL image upscaled `factor` times (transparency is flattened onto white first), carrying its
     generation parameters (pipeline/metadata.py; `inputs` describes where the input came from)."""
     lr = to_tensor(flatten_to_rgb(image))
-    out = to_pil(upscale_tensor(pipe, lr, steps, sampler, seed, guidance, eta, tile, overlap, color_fix, callback)[0])
+    out = to_pil(upscale_tensor(pipe, lr, steps, sampler, seed, guidance, eta, tile, overlap, color_fix, callback,
+                                strength)[0])
     params = pipe.recorded({"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta, "height": out.height,
                             "width": out.width, "tile": tile, "overlap": overlap, "color_fix": color_fix})
+    if strength is not None:
+        params["strength"] = strength
     out.info[PNG_KEY] = image_metadata(pipe, params, [seed], 0, lr, task="upscale", inputs=inputs or {})
     return out

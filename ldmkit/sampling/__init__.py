@@ -33,11 +33,12 @@ SAMPLERS maps names to functions with that signature:
     plms     CompVis' PLMS (plms.py)                euler     Euler (euler.py)
     euler_a  Euler ancestral (euler.py)             heun      Heun (heun.py)
     dpmpp_2m DPM-Solver++(2M) (dpm_solver.py)
-Discrete options: spacing ("uniform", "quadratic", "leading", "trailing", "linspace"), offset,
-final_alpha ("first" as CompVis, "one"; ddim, plms), eta (ddim), clip_x0 (ddpm).
-Sigma-space options: karras, rho, spacing, interpolation ("log", "linear"), quantize_t, plus
-eta/s_noise for euler_a. Defaults follow CompVis (DDIM "uniform"
-spacing, a_prev = abar[0] at the last step) and k-diffusion.
+Every sampler takes spacing ("uniform", "quadratic", "leading", "trailing", "linspace") and offset
+(timesteps.py); the sigma-space ones step through the levels of those timesteps (sigmas.py).
+Discrete options: final_alpha ("first" as CompVis, "one"; ddim, plms), eta (ddim), clip_x0 (ddpm).
+Sigma-space options: karras, rho, interpolation ("log", "linear"), quantize_t, plus eta/s_noise for
+euler_a. Defaults follow CompVis (DDIM's "uniform" spacing where it stays within [0, T - 1], else
+"leading" with offset 1; a_prev = abar[0] at the last step) and k-diffusion ("linspace").
 """
 
 from __future__ import annotations

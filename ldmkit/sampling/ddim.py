@@ -78,7 +78,7 @@ def sample_ddim(
     *,
     prediction: Prediction = "eps",
     eta: float = 0.0,
-    spacing: Spacing = "uniform",
+    spacing: Spacing | None = None,
     offset: int = 0,
     final_alpha: FinalAlpha = "first",
     init: torch.Tensor | None = None,
@@ -86,7 +86,9 @@ def sample_ddim(
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """DDIM from x = x_T (B, ...), or from `init` at `strength` (img2img.py); eta > 0 draws per-step noise
-    from the per-sample `generators`."""
+    from the per-sample `generators`. Without a `spacing` it walks CompVis' "uniform" timesteps where they
+    stay within [0, T - 1], else "leading" with offset 1 (3, 9, 300 steps, ...; timesteps.py), so any step
+    count works and the counts CompVis takes keep its result."""
     if eta < 0:
         raise ConfigError(f"DDIM eta must be >= 0, got {eta}")
     if eta > 0:

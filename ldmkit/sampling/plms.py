@@ -44,7 +44,7 @@ def sample_plms(
     generators: list[torch.Generator] | None = None,
     *,
     prediction: Prediction = "eps",
-    spacing: Spacing = "uniform",
+    spacing: Spacing | None = None,
     offset: int = 0,
     final_alpha: FinalAlpha = "first",
     init: torch.Tensor | None = None,
@@ -52,7 +52,7 @@ def sample_plms(
     callback: Callback | None = None,
 ) -> torch.Tensor:
     """PLMS from x = x_T (B, ...), or from `init` at `strength` (img2img.py); deterministic, so
-    `generators` is unused."""
+    `generators` is unused. Without a `spacing` it walks the timesteps DDIM's default does (timesteps.py)."""
     taus = discrete_timesteps(schedule.num_timesteps, steps, spacing, offset)
     coefficients = ddim_coefficients(schedule, taus, 0.0, final_alpha)
     predict_eps = eps_model(model, schedule, prediction)

@@ -6,6 +6,8 @@ scales the unit-variance start noise x_T (the variance-preserving latent at the 
 reads it) into sigma space by sqrt(sigma_0^2 + 1), and runs `sampler(denoiser, x, sigmas, ...)`.
 (k-diffusion and diffusers' Euler/Heun with "linspace" spacing scale by sigma_0 instead, which treats
 the start as pure noise; the two differ by a factor sqrt(1 + 1 / sigma_0^2), 1.00007 for the LDM schedule.)
+The levels sit at the timesteps of `spacing` and `offset`, as the discrete samplers' (sigmas.py); without
+them "linspace", k-diffusion's levels.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def in_sigma_space(sampler: Callable, stochastic: bool) -> Callable:
         *,
         prediction: Prediction = "eps",
         spacing: Spacing = "linspace",
+        offset: int = 0,
         karras: bool = False,
         rho: float = 7.0,
         interpolation: Interpolation = "log",
@@ -46,7 +49,7 @@ def in_sigma_space(sampler: Callable, stochastic: bool) -> Callable:
         callback: Callback | None = None,
         **options,
     ) -> torch.Tensor:
-        sigmas = sigma_schedule(schedule, steps, spacing, karras, rho, interpolation)
+        sigmas = sigma_schedule(schedule, steps, spacing, karras, rho, interpolation, offset=offset)
         sigmas = sigmas[first_step(len(sigmas) - 1, strength, init):]  # img2img: the last steps only
         if len(sigmas) == 1:
             return init.to(x)
@@ -60,5 +63,5 @@ def in_sigma_space(sampler: Callable, stochastic: bool) -> Callable:
     return run
 
 
-SIGMA_OPTIONS = frozenset({"prediction", "spacing", "karras", "rho", "interpolation", "quantize_t", "init",
+SIGMA_OPTIONS = frozenset({"prediction", "spacing", "offset", "karras", "rho", "interpolation", "quantize_t", "init",
                            "strength", "callback"})

@@ -91,15 +91,18 @@ def sigma_schedule(
     rho: float = 7.0,
     interpolation: Interpolation = "log",
     timesteps: list[float] | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """(steps + 1,) decreasing float64 sigmas ending in 0 for a sigma-space sampler.
 
-    Without `karras`, the levels of the spaced timesteps (default: linspace(T - 1, 0, steps), as
-    k-diffusion and diffusers' Euler do); explicit `timesteps` (decreasing) override the spacing.
-    With `karras`, `steps` Karras levels between the first and last of those levels.
+    Without `karras`, the levels of the timesteps the discrete samplers would visit with the same
+    `spacing` and `offset` (timesteps.py; default: linspace(T - 1, 0, steps), as k-diffusion does), as
+    diffusers' Euler, Heun and DPM++ schedulers place them for their timestep_spacing and steps_offset
+    (with interpolation="linear" between training timesteps); explicit `timesteps` (decreasing) override
+    the spacing. With `karras`, `steps` Karras levels between the first and last of those levels.
     """
     if timesteps is None:
-        timesteps = spaced_timesteps(schedule.num_timesteps, steps, spacing).flip(0).tolist()
+        timesteps = spaced_timesteps(schedule.num_timesteps, steps, spacing, offset).flip(0).tolist()
     table = SigmaTable.of(schedule, interpolation)
     sigmas = torch.tensor([table.sigma(t) for t in timesteps], dtype=torch.float64)
     if karras:

@@ -9,6 +9,11 @@ All functions return the timesteps in increasing order as a float64 tensor; samp
 - "trailing" (diffusers): round(arange(T, 0, -T / S)) - 1, so the first step starts at T - 1.
 - "linspace" (diffusers' Euler/Heun default): linspace(0, T - 1, S), fractional unless (T - 1) / (S - 1)
   is an integer; the discrete samplers round it, as diffusers' PNDM and DDIM do.
+- None (the default of DDIM and PLMS called without a spacing): "uniform" where it stays within
+  [0, T - 1], else "leading" with offset 1 (CompVis' walk cut to S timesteps). "uniform" ends on t = T
+  when T // S divides T - 1 (for T = 1000: S = 3, 9, 27, 36, 37, 101-111, 251-333, 501-1000), so every
+  other count keeps CompVis' walk.
+The sigma-space samplers take the same spacings and place their levels at these timesteps (sigmas.py).
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ Spacing = Literal["uniform", "quadratic", "leading", "trailing", "linspace"]
 SPACINGS = ("uniform", "quadratic", "leading", "trailing", "linspace")
 
 
-def spaced_timesteps(num_timesteps: int, steps: int, spacing: Spacing = "uniform", offset: int = 0) -> torch.Tensor:
+def spaced_timesteps(num_timesteps: int, steps: int, spacing: Spacing | None = None, offset: int = 0) -> torch.Tensor:
     """Increasing (n,) float64 timesteps; `offset` is added to "leading" only (diffusers' steps_offset)."""
     T = num_timesteps
     if not 1 <= steps <= T:
         raise ConfigError(f"sampling steps must be between 1 and the {T} training timesteps, got {steps}")
+    if spacing is None:  # CompVis' rule where it stays in range, else the same walk cut to `steps`
+        spacing, offset = ("leading", 1) if (T - 1) % (T // steps) == 0 else ("uniform", offset)
     if spacing == "uniform":
         ts = np.asarray(list(range(0, T, T // steps))) + 1
     elif spacing == "quadratic":
@@ -50,7 +57,7 @@ def spaced_timesteps(num_timesteps: int, steps: int, spacing: Spacing = "uniform
     return ts
 
 
-def discrete_timesteps(num_timesteps: int, steps: int, spacing: Spacing = "uniform", offset: int = 0) -> list[int]:
+def discrete_timesteps(num_timesteps: int, steps: int, spacing: Spacing | None = None, offset: int = 0) -> list[int]:
     """The same as `spaced_timesteps`, rounded to the integers a discrete-time sampler feeds the UNet.
 
     Like CompVis, this keeps repeated timesteps ("quadratic" with many steps starts 1, 1, 1, 2, ...);

@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 
 from ldmkit.checkpoint import load_exact
 from ldmkit.config import from_dict, to_dict
-from ldmkit.errors import ConfigError
+from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 
 IDENTITY = "identity"  # the first stage of pixel-space models
@@ -145,6 +145,12 @@ def load_first_stage(spec: str, in_channels: int = 3) -> torch.nn.Module:
 
     if spec == IDENTITY:
         return build_autoencoder(AutoencoderConfig(kind="identity", in_channels=in_channels))
+    if not Path(spec).exists():
+        config = Path("configs/autoencoder") / f"{Path(spec).name}.yaml"
+        make = (f"train it first (`ldmkit train-autoencoder {config}` writes {spec})" if config.is_file() else
+                "train an autoencoder there first (`ldmkit train-autoencoder CONFIG --out PATH`)")
+        raise CheckpointError(f"the first stage {spec} does not exist; {make}, or set first_stage to another one "
+                              "(--set first_stage=PATH)")
     if find_diffusers_pipeline(spec) is None and model_kind(resolve_model_file(spec)) != KIND:
         return load_autoencoder(spec)
     return load_init_model(InitConfig(model=spec)).first_stage  # an LDM: its first stage

@@ -35,7 +35,8 @@ def prepare_run(run_dir: str | Path, cfg: Any, resume: bool, comparable: tuple[s
     state = None
     if resume:
         if latest is None:
-            raise LdmkitError(f"--resume {run_dir}: no complete checkpoint there to resume from")
+            raise LdmkitError(f"--resume {run_dir}: no complete checkpoint there to resume from; start the run from "
+                              "its config instead (without --resume)")
         state = load_state(latest / "state.pt")
         saved, now = _with_defaults(type(cfg), state["config"]), to_dict(cfg)
         for section in comparable:

@@ -103,6 +103,13 @@ class UNetConfig:
         bottom_channels = self.model_channels * min(self.channel_mult[-2:])
         return self.size_multiple * (1 if bottom_channels >= 2 * GROUPS else 2)
 
+    def held_values(self, height: int, width: int) -> int:
+        """A lower bound on the values a forward pass holds at once for one latent of height x width: the
+        skips its way down keeps for the way up (each level's ResBlock outputs and the map entering it)."""
+        widths = [self.model_channels * m for m in self.channel_mult]
+        return sum((self.num_res_blocks * c + widths[max(i - 1, 0)]) * (height >> i) * (width >> i)
+                   for i, c in enumerate(widths))
+
     def attention_heads(self, channels: int, upsample: bool = False) -> tuple[int, int]:
         """(heads, channels per head) of the attention layer at `channels`, as CompVis computes them.
 

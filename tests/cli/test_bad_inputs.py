@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ldmkit.cli import main
+from ldmkit.cli import COMMANDS, main
 
 ROWS = [
     # (id, argv with {model}/{tmp} placeholders, model kind, expected message (regex))
@@ -43,6 +43,13 @@ ROWS = [
     ("eta-negative", "sample {model} --eta -1", "none", r"eta must be a finite number >= 0"),
     ("height-not-multiple", "sample {model} --height 31", "none", r"height 31 px is not a multiple of 2"),
     ("n-zero", "sample {model} --n 0", "none", r"n must be a whole number >= 1"),
+    ("width-zero", "sample {model} --width 0", "none", r"width must be a whole number of pixels > 0, got 0"),
+    ("size-beyond-memory", "sample {model} --width 100000 --height 100000", "none",
+     r"100000x100000 px in batches of 8 needs more than [0-9.]+ GiB .* free; ask for a smaller image or batch"),
+    ("option-of-another-command", "eval {model} --prompt x", "none", r"unrecognized arguments: --prompt x; see "
+     r"ldmkit eval --help"),
+    ("convert-an-image", "convert {tmp}/plain.png --out {tmp}/converted", None,
+     r"plain.png is not a model convert can read; convert reads an original CompVis checkpoint"),
     ("no-checkpoint", "sample", None, r"give a CHECKPOINT"),
     ("checkpoint-missing", "sample {tmp}/nothing-here", None, r"nothing-here does not exist"),
     ("checkpoint-corrupt", "sample {tmp}/corrupt.safetensors", None, r"not a readable safetensors file"),
@@ -149,5 +156,19 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(argv, kind, message, files,
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, f"expected one line, got: {err}"
-    assert lines[0].startswith(f"ldmkit {text.split()[0]}: error: ") or lines[0].startswith("ldmkit: error: ")
+    command = text.split()[0] if text.split()[0] in COMMANDS else None  # (the unknown-command row)
+    assert lines[0].startswith(f"ldmkit {command}: error: " if command else "ldmkit: error: "), lines[0]
     assert re.search(message, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("argv", ["sample {model} --guidance 5", "sample {model} --init-image {tmp}/image.png "
+                                  "--strength 2", "sample {model} --mask {tmp}/mask.png", "sample {model} --width 0",
+                                  "sample {model} --negative-prompt x", "upscale {tmp}/image.png --model {model}",
+                                  "inpaint {tmp}/image.png {tmp}/mask.png --model {model}",
+                                  "eval {model} --ref {tmp}/nope --n 2"])
+def test_a_command_that_fails_its_checks_writes_nothing(argv, files, tiny_models, capsys):
+    import shlex
+
+    out = files / "never"
+    assert main([*shlex.split(argv.format(model=tiny_models["none"], tmp=files)), "--out", str(out)]) == 2
+    assert not out.exists(), capsys.readouterr().err

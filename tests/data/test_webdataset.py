@@ -74,14 +74,21 @@ def test_a_bad_caption_or_class_member_skips_its_sample_like_a_bad_image(tmp_pat
     _tar(tmp_path / "mixed.tar", {"good.png": png.getvalue(), "good.txt": b"a ball", "good.cls": b"3",
                                   "latin.png": png.getvalue(), "latin.txt": b"caf\xe9",
                                   "word.png": png.getvalue(), "word.cls": b"three",
-                                  "binary.png": png.getvalue(), "binary.cls": b"\xff\xfe"})
+                                  "binary.png": png.getvalue(), "binary.cls": b"\xff\xfe",
+                                  "broken.png": b"not a png"})
     stream = WebDatasetStream(str(tmp_path / "mixed.tar"), 32, split="all", shuffle=False, epochs=1)
     with caplog.at_level("WARNING"):
         batch = collate_skipping(list(stream))
-    assert batch["skipped"] == 3 and batch["key"] == ["good"] and batch["label"].tolist() == [3]
+    assert batch["skipped"] == 4 and batch["key"] == ["good"] and batch["label"].tolist() == [3]
     assert "latin of " in caplog.text and "latin.txt is not UTF-8 text" in caplog.text
     assert "its class word.cls is 'three', not an integer" in caplog.text
     assert "binary.cls is not UTF-8 text" in caplog.text
+    assert "its image broken.png: not an image format Pillow knows" in caplog.text and "BytesIO" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # the next passes skip them again, silently
+        batch = collate_skipping(list(WebDatasetStream(str(tmp_path / "mixed.tar"), 32, split="all", shuffle=False,
+                                                       epochs=2)))
+    assert batch["skipped"] == 8 and caplog.text == ""
 
 
 def test_output_names_take_a_brace_range_or_a_format_field(tmp_path):

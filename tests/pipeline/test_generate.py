@@ -51,6 +51,30 @@ def test_sampling_larger_than_training_and_clear_size_errors(ldm_file):
     assert pipe(n=1, steps=2, height=32, width=48)[0].size == (48, 32)
     with pytest.raises(ShapeError, match="height 30 px is not a multiple of 4.*use 28 or 32"):
         pipe(n=1, steps=2, height=30)
+    for size in (0, -64):  # never the training size in its place
+        with pytest.raises(ShapeError, match=f"width must be a whole number of pixels > 0, got {size}"):
+            pipe(n=1, steps=2, width=size)
+
+
+def test_a_size_whose_activations_cannot_fit_is_refused_before_any_work(ldm_file, monkeypatch):
+    pipe = ldmkit.load(ldm_file, device="cpu")
+    unet = pipe.config.unet  # the bound: every level's skips, (nrb x its width + the width entering it) x its area
+    widths = [unet.model_channels * m for m in unet.channel_mult]
+    assert unet.held_values(16, 8) == sum((unet.num_res_blocks * c + widths[max(i - 1, 0)]) * (128 >> 2 * i)
+                                          for i, c in enumerate(widths))
+    _, h, w = pipe.model.latent_shape(32, 32)
+    monkeypatch.setattr("ldmkit.pipeline.generate.available_memory", lambda device: 4 * unet.held_values(h, w))
+    assert len(pipe(n=1, steps=1, height=32, width=32, batch_size=1)) == 1  # float32: 4 bytes a value
+    calls = []
+    monkeypatch.setattr(pipe, "_unet", lambda *a, **k: calls.append(1))
+    with pytest.raises(ShapeError, match="32x32 px in batches of 2 needs more than"):
+        pipe(n=2, steps=1, height=32, width=32, batch_size=2)
+    monkeypatch.undo()
+    monkeypatch.setattr(pipe, "_unet", lambda *a, **k: calls.append(1))
+    with pytest.raises(ShapeError, match=r"100000x100000 px in batches of 1 needs more than [0-9.]+ GiB .*; ask for a "
+                                         r"smaller image"):
+        pipe(n=1, steps=2, height=100_000, width=100_000)  # the start noise alone would take 40 GB or more
+    assert calls == []
 
 
 def test_tiled_decoding_matches_whole_decoding_where_the_decoder_is_local():

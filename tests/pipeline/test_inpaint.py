@@ -1,4 +1,5 @@
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from ldmkit.checkpoint import save_model_file
 from ldmkit.cli import main
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.config import to_dict
+from ldmkit.data.images import to_uint8
 from ldmkit.errors import ConfigError, ShapeError
 from ldmkit.pipeline import read_params
 from ldmkit.pipeline.checkpoint import KIND, ldm_tensors
@@ -54,6 +56,23 @@ def test_unmasked_pixels_are_kept_bit_exactly_at_any_size(pipe):
         original, result, hole = np.asarray(image), np.asarray(out), np.asarray(mask) >= 128
         assert np.array_equal(result[~hole], original[~hole])
         assert (result[hole] != original[hole]).mean() > 0.5  # the hole was filled, not copied
+
+
+def test_strength_starts_from_the_image_itself(pipe):
+    """img2img with an inpainting model: strength 1 is the default start (pure noise); below it the hole
+    starts from what it holds, so at 0.3 it stays closer to that than the default fill; 0 decodes the image."""
+    image, mask = random_image(16, 16), stroke_mask(16, 16)
+    hole, original = np.asarray(mask) >= 128, np.asarray(image).astype(float)
+    noise = np.asarray(inpaint(pipe, image, mask, steps=10, seed=1))
+    assert np.array_equal(np.asarray(inpaint(pipe, image, mask, steps=10, seed=1, strength=1.0)), noise)
+    low = inpaint(pipe, image, mask, steps=10, seed=1, strength=0.3)
+    assert np.abs(np.asarray(low)[hole] - original[hole]).mean() < np.abs(noise[hole] - original[hole]).mean()
+    assert json.loads(low.info["ldmkit"])["strength"] == 0.3
+    kept = np.asarray(inpaint(pipe, image, mask, steps=10, seed=1, strength=0.0))  # no step: the first stage's
+    decoded = pipe.decode(pipe.encode(torch.from_numpy(original).permute(2, 0, 1)[None].float() / 127.5 - 1))
+    assert np.abs(kept[hole] - to_uint8(decoded[0])[hole].astype(float)).max() <= 1  # reconstruction in the hole
+    with pytest.raises(ConfigError, match=r"strength must be in \[0, 1\]"):
+        inpaint(pipe, image, mask, steps=2, strength=1.5)
 
 
 def test_the_mask_is_binarised_at_one_half(pipe):

@@ -5,6 +5,8 @@ import torch
 
 from ldmkit.errors import ConfigError
 from ldmkit.pipeline import Pipeline
+from ldmkit.sampling import SAMPLERS
+from ldmkit.sampling.timesteps import discrete_timesteps
 
 from .test_img2img import class_model, pixel_model
 
@@ -20,7 +22,7 @@ def test_an_interval_over_every_level_is_plain_guidance_and_one_over_none_is_no_
 
     assert torch.equal(z(3.0), z(3.0, (0.0, 1e9)))
     assert torch.equal(z(1.0), z(3.0, (1e8, 1e9)))
-    part = z(3.0, (0.0, 2.0))  # the last steps only (sigma 14.6 and 3.3 are above the interval)
+    part = z(3.0, (0.0, 2.0))  # the last steps only (sigma 11.0 and 2.8 are above the interval)
     assert not torch.equal(part, z(3.0)) and not torch.equal(part, z(1.0))
     image = pipe(n=1, steps=4, condition=1, guidance=3.0, sampler="euler", guidance_interval=(0.0, 2.0))[0]
     assert '"guidance_interval": [0.0, 2.0]' in image.info["ldmkit"]
@@ -48,9 +50,22 @@ def test_karras_levels_and_the_shortcuts_refuse_what_they_cannot_do(pipe):
         Pipeline(pixel_model())(n=1, steps=3, cache_interval=0)
 
 
-@pytest.mark.parametrize("steps", [3, 9])  # (larger counts: tests/sampling/test_timesteps.py)
-@pytest.mark.parametrize("sampler", ["ddim", "plms", "ddpm"])
-def test_step_counts_that_do_not_divide_1000_work_with_the_models_spacing(steps, sampler):
+@pytest.fixture(scope="module")
+def pixel_pipe():
+    return Pipeline(pixel_model())
+
+
+@pytest.mark.parametrize("steps", [3, 9, 300])  # (every count: tests/sampling/test_timesteps.py)
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_step_counts_that_do_not_divide_1000_work_with_the_models_spacing(pixel_pipe, steps, sampler):
+    """Every sampler walks the model config's spacing ("leading" with offset 1 by default, SD v1's): the
+    discrete ones its timesteps, the sigma-space ones the noise levels of those timesteps."""
     reports = []
-    Pipeline(pixel_model())(n=1, steps=steps, sampler=sampler, callback=reports.append)
+    pixel_pipe(n=1, steps=steps, sampler=sampler, callback=reports.append)
     assert len(reports) == steps  # one report per step (PLMS' extra first call is inside its first step)
+    diffusion = pixel_pipe.config.diffusion
+    first = discrete_timesteps(diffusion.timesteps, steps, diffusion.timestep_spacing, diffusion.steps_offset)[-1]
+    if "sigma" in reports[0]:
+        assert reports[0]["sigma"] == pytest.approx(float(pixel_pipe.model.schedule.sigmas[first]))
+    else:
+        assert reports[0]["t"] == first

@@ -61,6 +61,19 @@ def test_one_tile_gives_exactly_what_the_pipeline_gives(pipe):
     assert np.array_equal(to_uint8(ours[0]), np.asarray(direct))
 
 
+def test_strength_starts_from_the_bicubic_enlargement(pipe):
+    lr = smooth_lr(8, 12)
+    plain = upscale_tensor(pipe, lr, steps=4, seed=3, color_fix=False)
+    assert torch.equal(upscale_tensor(pipe, lr, steps=4, seed=3, color_fix=False, strength=1.0), plain)
+    bicubic = F.interpolate(lr[None], scale_factor=4, mode="bicubic").clamp(-1, 1)
+    kept = upscale_tensor(pipe, lr, steps=4, seed=3, color_fix=False, strength=0.0)  # no step: encoded and decoded
+    assert torch.allclose(kept, pipe.decode(pipe.encode(bicubic)).float(), atol=1e-5)
+    half = upscale_tensor(pipe, lr, steps=4, seed=3, color_fix=False, strength=0.5)
+    assert not torch.equal(half, plain) and not torch.equal(half, kept)
+    image = Image.fromarray(to_uint8(lr))
+    assert '"strength": 0.5' in upscale(pipe, image, steps=2, strength=0.5).info["ldmkit"]
+
+
 def test_tiles_agree_with_the_untiled_result_without_seams(pipe):
     lr = smooth_lr(24, 32)
     whole = upscale_tensor(pipe, lr, steps=4, seed=1, color_fix=False, tile=64)

@@ -57,6 +57,22 @@ def test_unet_sees_shifted_timesteps_and_last_a_prev(ldm_schedule):
     assert ddim_coefficients(ldm_schedule, [1, 101], final_alpha="one")["a_prev"][0] == 1.0
 
 
+def test_step_counts_compvis_cannot_take_walk_leading_with_offset_1(ldm_schedule):
+    """`sample("ddim", ..., 3)` without a spacing: CompVis' rule would end on t = 1000; the default cuts its
+    walk to the 3 steps asked for (timesteps.py), and keeps CompVis' walk where it stays in range."""
+    seen = []
+
+    def model(x, t):
+        seen.append(int(t[0]))
+        return torch.zeros_like(x)
+
+    sample("ddim", model, torch.zeros(1, 2), ldm_schedule, 3)
+    assert seen == [667, 334, 1]
+    seen.clear()
+    sample("ddim", model, torch.zeros(1, 2), ldm_schedule, 30)
+    assert len(seen) == 31 and seen[0] == 991  # CompVis' c = 33: 31 timesteps, as before
+
+
 def test_eta_zero_is_deterministic_without_generators(toy, ldm_schedule):
     x_T = randn_like_per_sample((2, 3), seeded_generators([1, 2]), "cpu", torch.float32)
     assert torch.equal(sample("ddim", toy, x_T, ldm_schedule, 5), sample("ddim", toy, x_T, ldm_schedule, 5))

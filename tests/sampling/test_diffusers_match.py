@@ -164,3 +164,18 @@ def test_v_prediction_ddim_and_euler(toy, dtype):
     reference = run_diffusers(euler, 25, v_model, dtype)
     result = sigma_run(sample_euler, euler, 25, v_model, dtype, interpolation="linear", prediction="v")
     assert rel(result, reference) < TOL
+
+
+@pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
+@pytest.mark.parametrize("offset", [0, 1])
+@pytest.mark.parametrize("steps", [1, 3, 9, 30, 300, 999])
+def test_sigmas_follow_the_timestep_spacing_as_diffusers_euler(spacing, offset, steps):
+    """The sigma-space samplers' levels for a scheduler config's timestep_spacing and steps_offset: equal
+    to diffusers' up to float32 rounding (diffusers keeps linspace timesteps in float32, a few ulps off)."""
+    scheduler = diffusers.EulerDiscreteScheduler(**SD, timestep_spacing=spacing, steps_offset=offset)
+    scheduler.set_timesteps(steps)
+    schedule = schedule_of(scheduler)
+    sigmas = sigma_schedule(schedule, steps, spacing, interpolation="linear", offset=offset)
+    torch.testing.assert_close(sigmas.float(), scheduler.sigmas, rtol=4e-7, atol=0)
+    if spacing != "linspace":  # integer timesteps: the log-sigma interpolation (the samplers' default) agrees
+        torch.testing.assert_close(sigma_schedule(schedule, steps, spacing, offset=offset), sigmas)

@@ -60,3 +60,15 @@ def test_stochastic_samplers_need_generators(toy, ldm_schedule):
             sample(name, toy, x, ldm_schedule, 5, **options)
         with pytest.raises(LdmkitError, match="pass one per sample"):
             sample(name, toy, x, ldm_schedule, 5, seeded_generators([1]), **options)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_step_count_works_without_a_spacing(name, toy, ldm_schedule):
+    """The library defaults (DDIM/PLMS: CompVis' walk or leading, DDPM: leading, sigma samplers: linspace)
+    take the counts CompVis' "uniform" rule cannot (timesteps outside [0, 999])."""
+    gens = seeded_generators([0])
+    x_T = randn_like_per_sample((1, 2), gens, "cpu", torch.float32)
+    for steps in (1, 3, 9, 300, 999, 1000):
+        reports = []
+        x = sample(name, toy, x_T, ldm_schedule, steps, gens, callback=reports.append)
+        assert len(reports) == steps and torch.isfinite(x).all()

@@ -47,3 +47,14 @@ def test_sigma_schedule(ldm_schedule):
     assert float(karras[0]) == pytest.approx(float(sigmas[0])) and float(karras[-2]) == pytest.approx(float(sigmas[-2]))
     with pytest.raises(ConfigError, match="interpolation"):
         sigma_schedule(ldm_schedule, 10, interpolation="cubic")
+
+
+def test_sigma_schedule_sits_at_the_spaced_timesteps(ldm_schedule):
+    """The levels of the timesteps a discrete sampler would visit with the same spacing and offset, then 0."""
+    table = ldm_schedule.sigmas
+    for (spacing, offset), ts in {("trailing", 0): [999, 749, 499, 249], ("leading", 1): [751, 501, 251, 1],
+                                  ("leading", 0): [750, 500, 250, 0]}.items():
+        expected = torch.cat([table[ts], torch.zeros(1, dtype=torch.float64)])
+        torch.testing.assert_close(sigma_schedule(ldm_schedule, 4, spacing, offset=offset), expected)
+    # Karras levels span the first and last spaced levels; the default "linspace" spans the whole schedule
+    assert float(sigma_schedule(ldm_schedule, 4, karras=True)[0]) == pytest.approx(float(table[-1]))

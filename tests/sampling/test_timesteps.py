@@ -31,7 +31,7 @@ def test_bad_requests():
     with pytest.raises(ConfigError, match="unknown"):
         discrete_timesteps(1000, 10, "cubic")
     with pytest.raises(ConfigError, match="outside"):
-        discrete_timesteps(1000, 1000)  # uniform spacing would visit t = 1000
+        discrete_timesteps(1000, 1000, "uniform")  # CompVis' rule would visit t = 1000
 
 
 @pytest.mark.parametrize("steps", [1, 3, 9, 30, 300, 999, 1000])
@@ -42,3 +42,19 @@ def test_leading_with_offset_1_takes_any_step_count(steps):
     assert len(ts) == steps == len(set(ts)) and 0 <= ts[0] and ts[-1] <= 999
     if steps < 1000:
         assert ts[0] == 1
+
+
+def test_the_default_is_compvis_uniform_where_it_stays_in_range_else_leading_with_offset_1():
+    """What DDIM and PLMS walk without a spacing: CompVis' timesteps wherever CompVis can take the count
+    (so those results stay), and for the others (3, 9, 300, 999, ...) the same walk cut to `steps`."""
+    cut = 0
+    for steps in range(1, 1001):
+        try:
+            compvis = discrete_timesteps(1000, steps, "uniform")
+        except ConfigError:
+            cut += 1
+            assert discrete_timesteps(1000, steps) == discrete_timesteps(1000, steps, "leading", offset=1)
+        else:
+            assert discrete_timesteps(1000, steps) == compvis
+    assert cut == 599  # 3, 9, 27, 36, 37, 101-111, 251-333, 501-1000
+    assert discrete_timesteps(1000, 3) == [1, 334, 667] and discrete_timesteps(1000, 1000) == list(range(1000))
