@@ -33,6 +33,8 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     """
     from pathlib import Path
 
+    import torch
+
     from ldmkit.device import pick_device, pick_dtype
     from ldmkit.interop.foreign_models import load_any_ldm
     from ldmkit.lora.files import adapter_records, apply_adapters, as_specs
@@ -40,10 +42,11 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
     from ldmkit.pipeline.guide import check_guide
 
     specs = as_specs(lora)
-    model, source = load_any_ldm(path, config, use_ema, text_encoder)
-    apply_adapters(model, specs)  # before the Pipeline: its fast path rewrites the layers
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
+    unet_dtype = torch.float32 if specs else dtype  # adapters apply in float32, then the Pipeline casts
+    model, source = load_any_ldm(path, config, use_ema, text_encoder, unet_dtype)
+    apply_adapters(model, specs)  # before the Pipeline: its fast path rewrites the layers
     weak = None
     if guide is not None:
         if not Path(guide).exists():
@@ -51,7 +54,7 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
 
             raise DataError(f"the guide model {guide} does not exist; give a run folder, checkpoint folder or model "
                             "file (e.g. RUN/checkpoints/step-00000200)")
-        weak, guide_source = load_any_ldm(guide, None, use_ema, text_encoder)
+        weak, guide_source = load_any_ldm(guide, None, use_ema, text_encoder, unet_dtype)
         check_guide(model, weak, str(guide))
     pipe = Pipeline(model, device, source=str(source), use_ema=use_ema, dtype=dtype, compile=compile)
     if weak is not None:

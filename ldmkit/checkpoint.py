@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -34,6 +34,7 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 LATEST_FILE = "latest"
 CHECKPOINT_DIR = "checkpoints"
+READ_BUDGET = 256 * 2**20  # bytes of a model file mapped at once by load_exact_from_file
 RELATIVE_PATHS = "ldmkit.relative_paths"  # metadata: dotted config keys whose paths are relative to the file's folder
 
 
@@ -101,15 +102,26 @@ def _write_model_file(path: str | Path, tensors: dict[str, torch.Tensor], kind: 
 
 def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict, dict]:
     """Return (tensors, config, metadata) from an ldmkit model file, checking its kind."""
-    path = resolve_model_file(path)
+    path, config, metadata = read_model_config(path, kind)
     try:
         tensors = load_file(str(path))
-        from safetensors import safe_open
+    except (SafetensorError, OSError) as err:
+        raise _unreadable(path, err) from err
+    return tensors, config, metadata
 
+
+def _unreadable(path: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(f"{path} is not a readable safetensors file ({err}); re-save or re-download it")
+
+
+def read_model_config(path: str | Path, kind: str | None = None) -> tuple[Path, dict, dict]:
+    """(the model file, its config, its metadata) of an ldmkit model file, checking its kind; no tensor is read."""
+    path = resolve_model_file(path)
+    try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); re-save or re-download it") from err
+        raise _unreadable(path, err) from err
     if "ldmkit.kind" not in metadata:
         raise CheckpointError(
             f"{path} has no ldmkit metadata: it was not written by ldmkit. "
@@ -125,7 +137,7 @@ def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
             node = node.get(name) or {}
         if node.get(leaf):
             node[leaf] = str(path.resolve().parent / node[leaf])
-    return tensors, config, metadata
+    return path, config, metadata
 
 
 def mismatch_report(missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
@@ -152,14 +164,51 @@ def load_exact(module: nn.Module, tensors: dict[str, torch.Tensor], source: str)
     module.load_state_dict(tensors, strict=True)
 
 
+def load_exact_from_file(module: nn.Module, path: Path, names: dict[str, str], source: str,
+                         unexpected: list[str] = ()) -> None:
+    """`load_exact` tensor by tensor from the safetensors file `path`: `names` maps each of the module's
+    state-dict keys to the file's; every tensor is copied into the module's own (so into its dtype) as it
+    is read, and the file is mapped READ_BUDGET bytes at a time (a mapped file's pages count as resident
+    until it is unmapped), so loading holds the module and no second copy of it."""
+    expected = module.state_dict()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            present = set(f.keys())
+            shapes = {k: tuple(f.get_slice(names[k]).get_shape()) for k in expected if names.get(k) in present}
+    except (SafetensorError, OSError) as err:
+        raise _unreadable(path, err) from err
+    missing = sorted(k for k in expected if k not in shapes)
+    wrong = [f"{k}: file {shapes[k]} vs model {tuple(v.shape)}" for k, v in expected.items()
+             if k in shapes and shapes[k] != tuple(v.shape)]
+    problems = mismatch_report(missing, sorted(unexpected), wrong)
+    if problems:
+        raise CheckpointError(f"{source} does not match the {type(module).__name__} its config describes "
+                              f"({problems}); was it saved by a different ldmkit version or edited?")
+    keys = list(expected)
+    with torch.no_grad():
+        while keys:
+            with safe_open(str(path), framework="pt") as f:
+                mapped = 0
+                while keys and mapped < READ_BUDGET:
+                    tensor = f.get_tensor(names[keys[0]])
+                    expected[keys.pop(0)].copy_(tensor)
+                    mapped += tensor.nbytes
+
+
 def load_typed_model_file(path: str | Path, kind: str, config_cls: type) -> tuple[Any, dict[str, torch.Tensor]]:
     """(config_cls instance, tensors) of an ldmkit model file of `kind`, with clear errors."""
+    file, cfg = read_typed_config(path, kind, config_cls)
+    return cfg, load_model_file(file, kind=kind)[0]
+
+
+def read_typed_config(path: str | Path, kind: str, config_cls: type) -> tuple[Path, Any]:
+    """(the model file, its config as a config_cls instance) of an ldmkit model file of `kind`; no tensor read."""
     from ldmkit.config import from_dict
     from ldmkit.errors import ConfigError
 
-    tensors, config, _ = load_model_file(path, kind=kind)
+    file, config, _ = read_model_config(path, kind=kind)
     try:
-        return from_dict(config_cls, config), tensors
+        return file, from_dict(config_cls, config)
     except ConfigError as err:
         raise CheckpointError(f"{path}: its {kind} config does not fit this ldmkit version: {err}") from err
 

@@ -47,6 +47,7 @@ from ldmkit.interop import diffusers_text, diffusers_unet
 from ldmkit.interop.diffusers_pipelines import pipeline_class, super_resolution
 from ldmkit.interop.diffusers_scheduler import diffusion_config_from_scheduler, scheduler_config, training_equivalent
 from ldmkit.interop.tensor_files import read_json, read_state_dict
+from ldmkit.pipeline.checkpoint import empty_unet
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
 from ldmkit.unet.model import UNet
 from ldmkit.version import __version__
@@ -262,8 +263,10 @@ def _check_fit(path: Path, cfg: LDMConfig) -> None:
                               f"UNet's cross_attention_dim is {cfg.unet.context_dim}; the two must be equal")
 
 
-def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | None = None) -> LatentDiffusion:
-    """An ldmkit LatentDiffusion (eval mode) from a diffusers pipeline folder (see the module docstring)."""
+def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | None = None,
+                          unet_dtype: torch.dtype = torch.float32) -> LatentDiffusion:
+    """An ldmkit LatentDiffusion (eval mode) from a diffusers pipeline folder (see the module docstring),
+    its UNet made in `unet_dtype`."""
     path = Path(path)
     if not (path / INDEX).is_file():
         single = (path / CONFIG).is_file()
@@ -297,7 +300,7 @@ def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | N
                                                                                 text=cfg.conditioning.text))
         cfg = saved
     _check_fit(path, cfg)
-    model = LatentDiffusion(cfg)
+    model = LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype))
     tensors = {f"unet.{k}": v for k, v in diffusers_unet.from_diffusers_state_dict(unet_tensors, cfg.unet).items()}
     if stage_path is not None:
         stage = ae.from_diffusers_state_dict(stage_tensors, cfg.first_stage)

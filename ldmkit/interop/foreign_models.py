@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from ldmkit.checkpoint import MODEL_FILE, resolve_model_file, save_model_file
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.interop.compvis import convert_compvis, find_original_pair, has_ldmkit_metadata, load_compvis
@@ -47,16 +49,18 @@ def _check_diffusers_options(folder: Path, config, text_encoder, use_ema: bool =
 
 
 def load_foreign(path: str | Path, config: str | Path | None = None, use_ema: bool = True,
-                 text_encoder: str | Path | None = None) -> tuple[LatentDiffusion, Path] | None:
+                 text_encoder: str | Path | None = None,
+                 unet_dtype: torch.dtype = torch.float32) -> tuple[LatentDiffusion, Path] | None:
     """(model in eval mode, the file or folder it came from) for a CompVis pair or a diffusers pipeline
     folder; None when `path` is an ldmkit model file, checkpoint or run folder.
 
     use_ema: CompVis checkpoints only (diffusers folders hold one set of weights: False is refused).
+    unet_dtype: the dtype a diffusers folder's UNet is made in (CompVis checkpoints load in float32).
     """
     folder = find_diffusers_pipeline(path)
     if folder is not None:
         _check_diffusers_options(folder, config, text_encoder, use_ema)
-        return load_diffusers_folder(folder), folder
+        return load_diffusers_folder(folder, unet_dtype=unet_dtype), folder
     pair = find_original_pair(path, config)
     if pair is None:
         return None
@@ -64,15 +68,18 @@ def load_foreign(path: str | Path, config: str | Path | None = None, use_ema: bo
 
 
 def load_any_ldm(path: str | Path, config: str | Path | None = None, use_ema: bool = True,
-                 text_encoder: str | Path | None = None) -> tuple[LatentDiffusion, Path]:
+                 text_encoder: str | Path | None = None,
+                 unet_dtype: torch.dtype = torch.float32) -> tuple[LatentDiffusion, Path]:
     """(model in eval mode, its absolute file or folder) from anything ldmkit reads: an ldmkit model file,
     checkpoint or run folder, a CompVis pair or a diffusers folder; clear errors for a LoRA adapter and for
-    options that do not apply (`config` and `text_encoder` are for CompVis checkpoints)."""
+    options that do not apply (`config` and `text_encoder` are for CompVis checkpoints). `unet_dtype`: the
+    dtype the UNet is made in, where the loader can (ldmkit files, diffusers folders): sampling in bfloat16
+    then never holds a float32 UNet."""
     from ldmkit.checkpoint import resolve_model_file
     from ldmkit.lora.files import refuse_adapter
     from ldmkit.pipeline.checkpoint import load_ldm
 
-    found = load_foreign(path, config, use_ema=use_ema, text_encoder=text_encoder)
+    found = load_foreign(path, config, use_ema=use_ema, text_encoder=text_encoder, unet_dtype=unet_dtype)
     if found is not None:
         return found[0], Path(found[1]).resolve()
     if config is not None or text_encoder is not None:
@@ -81,7 +88,7 @@ def load_any_ldm(path: str | Path, config: str | Path | None = None, use_ema: bo
                           "CompVis / Stable Diffusion checkpoints (.ckpt + YAML): drop it")
     source = resolve_model_file(path)
     refuse_adapter(source, path)
-    return load_ldm(source, use_ema=use_ema), source.resolve()
+    return load_ldm(source, use_ema=use_ema, unet_dtype=unet_dtype), source.resolve()
 
 
 def convert_foreign(path: str | Path, out: str | Path, config: str | Path | None = None,

@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
-from ldmkit.checkpoint import load_exact, load_typed_model_file
+from ldmkit.checkpoint import load_exact_from_file, read_typed_config
 from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
+from ldmkit.unet import UNet, UNetConfig
 
 KIND = "ldm"
 EMA_PREFIX = "ema."
@@ -31,16 +33,28 @@ def ldm_config_dict(model: LatentDiffusion) -> dict:
     return to_dict(model.config)
 
 
-def load_ldm(path: str | Path, use_ema: bool = True) -> LatentDiffusion:
-    """Rebuild an LDM from an ldmkit model file / checkpoint / run folder; EMA weights by default."""
-    cfg, tensors = load_typed_model_file(path, KIND, LDMConfig)
-    model = LatentDiffusion(cfg)
-    weights = {k: v for k, v in tensors.items() if not k.startswith(EMA_PREFIX)}
-    ema = {k[len(EMA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
-    if use_ema and ema:
-        unknown = sorted(set(ema) - set(weights))
-        if unknown:
-            raise CheckpointError(f"{path} has EMA tensors for parameters the model lacks: {', '.join(unknown[:5])}")
-        weights.update(ema)
-    load_exact(model, weights, str(path))
+def load_ldm(path: str | Path, use_ema: bool = True, unet_dtype: torch.dtype = torch.float32) -> LatentDiffusion:
+    """Rebuild an LDM from an ldmkit model file / checkpoint / run folder; EMA weights by default.
+
+    The UNet is made in `unet_dtype` and its weights read into it tensor by tensor (load_exact_from_file):
+    a bfloat16 UNet never exists in float32 on the way, whatever the file holds."""
+    file, cfg = read_typed_config(path, KIND, LDMConfig)
+    model = LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype))
+    with safe_open(str(file), framework="pt") as f:
+        keys = set(f.keys())
+    weights = {k for k in keys if not k.startswith(EMA_PREFIX)}
+    ema = {k[len(EMA_PREFIX):] for k in keys if k.startswith(EMA_PREFIX)}
+    unknown = sorted(ema - weights)
+    if use_ema and unknown:
+        raise CheckpointError(f"{path} has EMA tensors for parameters the model lacks: {', '.join(unknown[:5])}")
+    names = {k: EMA_PREFIX + k if use_ema and k in ema else k for k in model.state_dict()}
+    load_exact_from_file(model, file, names, str(path), unexpected=sorted(weights - set(names)))
     return model.eval()
+
+
+def empty_unet(cfg: UNetConfig, dtype: torch.dtype) -> UNet:
+    """The UNet of `cfg` in `dtype`, its weights allocated but not initialised, for a loader to fill (it has
+    parameters only, no buffers, so filling every state-dict tensor makes it whole)."""
+    with torch.device("meta"):
+        unet = UNet(cfg)
+    return unet.to(dtype).to_empty(device="cpu")

@@ -75,11 +75,12 @@ class LDMConfig:
 
 
 class LatentDiffusion(nn.Module):
-    def __init__(self, config: LDMConfig):
+    def __init__(self, config: LDMConfig, unet: UNet | None = None):
+        """`unet`: the UNet of config.unet, built already (loaders pass one made in the dtype it runs in)."""
         super().__init__()
         self.config = config
         self.first_stage = build_autoencoder(config.first_stage).requires_grad_(False).eval()
-        self.unet = UNet(config.unet)
+        self.unet = UNet(config.unet) if unet is None else unet
         self.conditioner = build_conditioner(config.conditioning)
         self.schedule = Schedule.from_config(config.diffusion)
 
