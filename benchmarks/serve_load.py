@@ -8,7 +8,8 @@ directly (the server's overhead), resident memory over many requests, and what h
 Without --url it starts `ldmkit serve MODEL --port 0 --queue-size Q` itself (a random 32 px pixel-space
 model without --model). Phases, in order, each on an otherwise idle machine:
   cli       --clients x --requests images from ldmkit.load(MODEL) called directly, one per call, as
-            the server does them: images/s (needs --model, or the random model)
+            the server does them: images/s (needs --model, or the random model), the mean of a run
+            before the load phase and one after it (this host's speed drifts by several percent)
   load      --clients threads, each sending --requests A1111 txt2img requests one after another
             (1 image, --steps, --sampler, seed = request number): p50 / p95 latency, images/s, and the
             overhead against `cli` (goal: <= 10 %)
@@ -88,7 +89,7 @@ def cli_rate(args, model: str, count: int) -> float:
     """Images per second of the Pipeline called directly, one image per call."""
     import ldmkit
 
-    pipe = ldmkit.load(model, device=args.device)
+    pipe = ldmkit.load(model, device=args.device, dtype="auto")  # as `ldmkit serve` loads it
     pipe(n=1, steps=args.steps, sampler=args.sampler, seed=0, height=args.size, width=args.size)  # warm-up
     start = time.perf_counter()
     for seed in range(count):
@@ -185,9 +186,10 @@ def main() -> None:
 def run(args, model: str | None, url: str, headers: dict, pid: int | None) -> None:
     count = args.clients * args.requests
     httpx.post(f"{url}/sdapi/v1/txt2img", json=body(args, 0), headers=headers, timeout=600).raise_for_status()
-    direct = cli_rate(args, model, count) if model else None
+    before = cli_rate(args, model, count) if model else None
     latencies, wall, failures = load_phase(args, url, headers)
     served = count / wall
+    direct = (before + cli_rate(args, model, count)) / 2 if model else None  # before and after: the host drifts
     marks = memory_phase(args, url, headers, pid)
     queue = args.queue_size if not args.url else "?"
     sent, refused, retry, alive = overflow_phase(args, url, headers, args.queue_size)

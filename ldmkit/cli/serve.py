@@ -70,12 +70,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--cors {args.cors!r} is not a web origin; give scheme://host[:port], e.g. "
                           "https://example.org (no path, no trailing slash)")
     sock = _listen(args.host, args.port)  # before loading: a taken port fails at once
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the main thread loads and serves HTTP; the workers get the threads (serve/queue.py)
     registry = _load(args)
     from ldmkit.serve.app import create_app
 
     port = sock.getsockname()[1]
     app = create_app(registry, limits, token=token, cors=args.cors,
-                     allowed_hosts=loopback_hosts(port) if is_loopback(args.host) else None)
+                     allowed_hosts=loopback_hosts(port) if is_loopback(args.host) else None, worker_threads=threads)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving {', '.join(registry.models)} on http://{host}:{port}/" + (" (token required)" if token else ""),
           flush=True)

@@ -25,14 +25,15 @@ from ldmkit.version import __version__
 
 
 def create_app(registry: Registry, limits: Limits = Limits(), token: str | None = None, cors: str | None = None,
-               allowed_hosts: set[str] | None = None) -> FastAPI:
+               allowed_hosts: set[str] | None = None, worker_threads: int | None = None) -> FastAPI:
     """`token`: the bearer token every API call needs (None: none); `cors`: the one other web origin allowed;
-    `allowed_hosts`: the Host headers answered (None: any; a loopback-bound server passes its own)."""
+    `allowed_hosts`: the Host headers answered (None: any; a loopback-bound server passes its own);
+    `worker_threads`: the torch threads of each device's worker (serve/queue.py)."""
     queue = JobQueue(limits.queue_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        queue.start({str(model.pipe.device) for model in registry.models.values()})
+        queue.start({str(model.pipe.device) for model in registry.models.values()}, worker_threads)
         yield
         await run_in_threadpool(queue.stop)
 

@@ -5,7 +5,8 @@ callback, which records the step, makes a decoded preview every `preview_every` 
 watches the job (`watched`: a progress stream or A1111's /progress; decoding costs time), and raises
 the private `_Cancelled` once the job is cancelled, which unwinds the sampler at the next step.
 Clients on the event loop wait for changes with `await job.changed(version)`: every change bumps
-`version` and wakes them through their own loop (thread-safe).
+`version` and wakes them through their own loop (thread-safe); a request that only needs the result
+waits with `await job.ended()`, which only the end wakes.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class Job:
         self.version = 0
         self._cancel = threading.Event()
         self._lock = threading.Lock()
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()  # woken by every change
+        self._finish_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()  # by the end only
 
     @property
     def finished(self) -> bool:
@@ -68,11 +70,12 @@ class Job:
 
     # --- changes, seen from the event loop ---------------------------------------------------------------
 
-    def notify(self) -> None:
-        """Bump the version and wake every waiter (from any thread)."""
+    def notify(self, finished: bool = False) -> None:
+        """Bump the version and wake every waiter (from any thread); those that wait for the end only
+        when `finished` (the job has ended, or may have: a cancel)."""
         with self._lock:
             self.version += 1
-            waiters = list(self._waiters)
+            waiters = list(self._waiters) + (list(self._finish_waiters) if finished else [])
         for loop, event in waiters:
             try:
                 loop.call_soon_threadsafe(event.set)
@@ -81,25 +84,33 @@ class Job:
 
     async def changed(self, version: int, timeout: float) -> int:
         """Wait until the version differs from `version` (or `timeout` seconds pass); the version now."""
+        await self._wait(self._waiters, lambda: self.version != version, timeout)
+        return self.version
+
+    async def ended(self, timeout: float) -> None:
+        """Wait until the job has finished (or `timeout` seconds pass), not woken by its steps: an event
+        loop woken at every step slowed the worker by a fifth (the GIL and the 2 cores are shared)."""
+        await self._wait(self._finish_waiters, lambda: self.finished, timeout)
+
+    async def _wait(self, waiters: set, ready: Callable[[], bool], timeout: float) -> None:
         event, loop = asyncio.Event(), asyncio.get_running_loop()
-        with self._lock:
-            if self.version != version:
-                return self.version
-            self._waiters.add((loop, event))
+        with self._lock:  # checked and registered under the lock that notify takes: no wake-up is lost
+            if ready():
+                return
+            waiters.add((loop, event))
         try:
             await asyncio.wait_for(event.wait(), timeout)
         except asyncio.TimeoutError:
             pass
         finally:
             with self._lock:
-                self._waiters.discard((loop, event))
-        return self.version
+                waiters.discard((loop, event))
 
     # --- the worker's side ---------------------------------------------------------------------------
 
     def cancel(self) -> None:
         self._cancel.set()
-        self.notify()
+        self.notify(finished=True)  # (a waiting job is cancelled at once)
 
     @property
     def cancel_requested(self) -> bool:
@@ -125,7 +136,7 @@ class Job:
             self.status, self.error = "failed", (500, f"internal error ({type(err).__name__}); the server's log "
                                                       "has the details")
         self.finished_at = time.time()
-        self.notify()
+        self.notify(finished=True)
 
     def _step(self, info: dict) -> None:
         """The step callback: progress over the whole request, a preview every few steps, the cancel."""

@@ -5,6 +5,11 @@ device, so a device runs one job at a time. `position` is 0 while a job runs and
 are ahead of it on its device. With `max_waiting` jobs waiting, `submit` raises QueueFull with a
 Retry-After estimate (recent job durations times the jobs ahead, per worker). Finished jobs stay
 listed (without their results) for a while: the last `keep` of them.
+
+The workers take the process's torch threads (`start`'s `threads`), and `ldmkit serve` keeps one for
+the main thread, which loads the models and serves HTTP: OpenMP (libgomp) spins only briefly while it
+manages more threads than there are cores, so a worker beside a main thread with its own team of
+helpers ran at half speed on 2 cores (benchmarks/serve_load.py: 2.4 against 5.1 images/s).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict, deque
+
+import torch
 
 from ldmkit.serve.jobs import Job
 
@@ -73,9 +80,11 @@ class JobQueue:
 
     # --- workers ------------------------------------------------------------------------------------
 
-    def start(self, devices: set[str]) -> None:
+    def start(self, devices: set[str], threads: int | None = None) -> None:
+        """One worker per device; `threads`: the torch threads each worker runs with (None: as it finds them)."""
         for device in sorted(devices):
-            thread = threading.Thread(target=self._work, args=(device,), name=f"ldmkit-worker-{device}", daemon=True)
+            thread = threading.Thread(target=self._work, args=(device, threads), name=f"ldmkit-worker-{device}",
+                                      daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -91,7 +100,9 @@ class JobQueue:
             thread.join(timeout)
         self._threads.clear()
 
-    def _work(self, device: str) -> None:
+    def _work(self, device: str, threads: int | None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)  # (a thread's own setting: OpenMP keeps one per thread)
         while True:
             with self._cond:
                 job = self._next(device)

@@ -37,9 +37,8 @@ class ServerState:
     async def outcome(self, job: Job, request: Request):
         """The job's result once it is done; an ApiError if it failed (its status) or was cancelled (409).
         A client that disconnects while it waits cancels its job."""
-        version = -1
         while not job.finished:
-            version = await job.changed(version, POLL_SECONDS)
+            await job.ended(POLL_SECONDS)
             if not job.finished and await request.is_disconnected():
                 self.queue.cancel(job)
                 raise ApiError(499, "the client closed the connection")

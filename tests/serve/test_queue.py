@@ -34,6 +34,22 @@ def small_queue(registry):
         yield client
 
 
+def test_the_workers_run_with_the_torch_threads_they_are_given(registry):
+    from ldmkit.serve.jobs import Job
+    from ldmkit.serve.queue import JobQueue
+
+    here = torch.get_num_threads()
+    queue = JobQueue()
+    model = next(iter(registry.models.values()))
+    queue.start({str(model.pipe.device)}, threads=here + 1)
+    try:
+        job = queue.submit(Job(lambda callback: torch.get_num_threads(), "test", model))
+        until(lambda: job.status == "done")
+        assert job.result == here + 1 and torch.get_num_threads() == here  # the worker's own setting
+    finally:
+        queue.stop()
+
+
 def test_past_the_queue_limit_is_503_with_retry_after_and_the_server_goes_on(small_queue):
     client, gate = small_queue, threading.Event()
     state = client.app.state.ldmkit
