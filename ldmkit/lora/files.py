@@ -127,6 +127,8 @@ def parse_spec(text: str) -> Spec:
     try:
         value = float(weight)
     except ValueError:
+        if Path(path).exists():  # "runs/ft-lora:abc": the path is there, the weight is not a number
+            raise ConfigError(f"--lora {text!r}: the weight {weight!r} is not a number; give e.g. {path}:0.8")
         return text, 1.0
     if not math.isfinite(value):
         raise ConfigError(f"--lora {text!r}: the weight must be a finite number, e.g. {path}:0.8")

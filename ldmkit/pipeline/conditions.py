@@ -45,13 +45,17 @@ def accepts(cfg: ConditioningConfig) -> str:
     return " and ".join(WHAT[kind] for kind in cfg.kinds)
 
 
+def model_name(cfg: ConditioningConfig) -> str:
+    """"a 'class' model", "an unconditional model": a model of this conditioning, for error messages."""
+    return f"a '{cfg.kind}' model" if cfg.kinds else "an unconditional model"
+
+
 def check_kinds(cfg: ConditioningConfig, given: dict[str, str]) -> None:
     """`given`: option name -> the kind of model it is for; an option for another kind is an error."""
     for name, kind in given.items():
         if kind not in cfg.kinds:
-            model = f"a '{cfg.kind}' model" if cfg.kinds else "an unconditional model"
-            raise ConfigError(f"{name} is for {kind} models, but this is {model}: it takes {accepts(cfg)}; drop "
-                              f"{name}")
+            raise ConfigError(f"{name} is for {kind} models, but this is {model_name(cfg)}: it takes {accepts(cfg)}; "
+                              f"drop {name}")
 
 
 def items(cfg: ConditioningConfig, raw: Any, n: int) -> list[Any]:

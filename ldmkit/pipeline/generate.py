@@ -118,6 +118,9 @@ class Pipeline:
             raise ConfigError(f"sampler {sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}")
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ConfigError(f"steps must be a whole number >= 1, got {steps!r}")
+        if steps > self.config.diffusion.timesteps:
+            raise ConfigError(f"steps must be at most the model's {self.config.diffusion.timesteps} training "
+                              f"timesteps, got {steps}; use fewer")
         if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
             raise ConfigError(f"guidance must be a finite number >= 0, got {guidance!r}; use e.g. 3, or 1 for no "
                               "guidance")
@@ -272,7 +275,13 @@ class Pipeline:
             raise ConfigError(f"the condition or init image sets the image size to {asked[1]}x{asked[0]} px; drop "
                               "height/width")
         height, width = asked or self.size(height, width)
-        self.check_size(min(n, batch_size), height, width)  # a clear error, before any work
+        try:
+            self.check_size(min(n, batch_size), height, width)  # a clear error, before any work
+        except ShapeError as err:
+            if asked is None:
+                raise
+            raise ShapeError(f"the condition or init image is {width}x{height} px, which sets the image size: "
+                             f"{err} (resize it)") from err
         params = self.recorded({"steps": steps, "sampler": sampler, "guidance": guidance, "eta": eta,
                                 "height": height, "width": width, **{k: v for k, v in shortcuts.items() if v}})
         if inits[0] is not None:

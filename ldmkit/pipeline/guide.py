@@ -8,6 +8,8 @@ is the cheap choice (`train.keep_steps` keeps one); a smaller UNet trained brief
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ldmkit.errors import ConfigError
@@ -18,7 +20,7 @@ def check_guide(model: LatentDiffusion, guide: LatentDiffusion, where: str) -> N
     """A clear error naming what differs when `guide` (read from `where`) cannot guide `model`."""
     a, b = model.config, guide.config
     pairs = {
-        "first stage": (a.first_stage, b.first_stage),
+        "first_stage": (a.first_stage, b.first_stage),
         "scale_factor": (a.scale_factor, b.scale_factor),
         "diffusion.prediction": (a.diffusion.prediction, b.diffusion.prediction),
         "diffusion.timesteps": (a.diffusion.timesteps, b.diffusion.timesteps),
@@ -27,6 +29,7 @@ def check_guide(model: LatentDiffusion, guide: LatentDiffusion, where: str) -> N
     }
     for name, (mine, theirs) in pairs.items():
         if mine != theirs:
+            name, mine, theirs = _first_difference(name, mine, theirs)
             raise ConfigError(f"the guide model {where} has {name} {_short(theirs)}, the model {_short(mine)}; a "
                               "guide must share the model's latent space and conditions (an early checkpoint of "
                               "the same run, or a smaller UNet trained on the same first stage)")
@@ -38,6 +41,16 @@ def check_guide(model: LatentDiffusion, guide: LatentDiffusion, where: str) -> N
         if not torch.equal(tensor.cpu(), theirs[name].cpu()):
             raise ConfigError(f"the guide model {where} has another first stage (its weights differ at {name}); "
                               "train it on the model's first stage")
+
+
+def _first_difference(name: str, mine, theirs) -> tuple[str, object, object]:
+    """Within configs (dataclasses), the first field that differs: ("first_stage.z_channels", 3, 4)."""
+    if dataclasses.is_dataclass(mine) and type(mine) is type(theirs):
+        for field in dataclasses.fields(mine):
+            a, b = getattr(mine, field.name), getattr(theirs, field.name)
+            if a != b:
+                return _first_difference(f"{name}.{field.name}", a, b)
+    return name, mine, theirs
 
 
 def _short(value) -> str:

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ldmkit.data.images import flatten_to_rgb, to_tensor, to_uint8
 from ldmkit.errors import ConfigError, ShapeError
-from ldmkit.pipeline.conditions import check_mask_size, image_tensor, mask_tensor
+from ldmkit.pipeline.conditions import check_mask_size, image_tensor, mask_tensor, model_name
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
@@ -31,8 +31,9 @@ from ldmkit.sampling.img2img import check_strength
 def check_inpainting_model(model: LatentDiffusion) -> None:
     kind = model.config.conditioning.kind
     if kind != "inpaint":
-        raise ConfigError(f"this is a '{kind}' model; inpainting needs an inpainting model "
-                          "(conditioning.kind: inpaint), e.g. one trained with configs/ldm/inpaint-emoji64.yaml")
+        raise ConfigError(f"this is {model_name(model.config.conditioning)}; inpainting needs an inpainting model "
+                          "(conditioning.kind: inpaint), e.g. one trained with configs/ldm/inpaint-emoji64.yaml, or "
+                          "fill with any model: ldmkit sample MODEL --init-image IMAGE --mask MASK")
 
 
 @torch.no_grad()

@@ -23,7 +23,7 @@ from PIL import Image
 from ldmkit.data.images import flatten_to_rgb, to_pil, to_tensor
 from ldmkit.diffusion.noise import randn_like_per_sample, seeded_generators
 from ldmkit.errors import ConfigError
-from ldmkit.pipeline.conditions import image_tensor
+from ldmkit.pipeline.conditions import image_tensor, model_name
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
@@ -36,7 +36,7 @@ def sr_factor(model: LatentDiffusion) -> int:
     """The model's super-resolution factor, with a clear error for models of other tasks."""
     kind = model.config.conditioning.kind
     if kind != "low_res":
-        raise ConfigError(f"this is a '{kind}' model; upscaling needs a super-resolution model "
+        raise ConfigError(f"this is {model_name(model.config.conditioning)}; upscaling needs a super-resolution model "
                           "(conditioning.kind: low_res), e.g. one trained with configs/ldm/sr-emoji64.yaml")
     return model.config.conditioning.low_res.factor
 

@@ -79,6 +79,10 @@ def test_a_guide_of_another_latent_space_is_refused_by_name(tmp_path, files):
     v.config = dataclasses.replace(v.config, diffusion=dataclasses.replace(v.config.diffusion, prediction="v"))
     with pytest.raises(ConfigError, match="diffusion.prediction 'v', the model 'eps'"):
         ldmkit.load(model, device="cpu", guide=save(v, tmp_path / "v.safetensors"))
+    cfg = tiny_ldm().config  # a first stage of another width: the field that differs is named
+    wide = LatentDiffusion(dataclasses.replace(cfg, first_stage=dataclasses.replace(cfg.first_stage, ch=64)))
+    with pytest.raises(ConfigError, match="has first_stage.ch 64, the model 32; a guide must share"):
+        ldmkit.load(model, device="cpu", guide=save(wide, tmp_path / "wide.safetensors"))
 
 
 def test_a_negative_condition_and_a_guide_are_one_or_the_other(tmp_path):

@@ -110,7 +110,8 @@ def test_the_init_image_sets_the_size_and_bad_inputs_are_refused(pipe):
         pipe(n=1, steps=2, init_image=photo(), mask=photo(size=8))
     with pytest.raises(ConfigError, match="sets the image size to 16x16"):
         pipe(n=1, steps=2, init_image=photo(), height=32)
-    with pytest.raises(ShapeError, match="not a multiple of 2"):
+    with pytest.raises(ShapeError, match=r"the condition or init image is 15x15 px, which sets the image size: "
+                                         r"height 15 px is not a multiple of 2.*\(resize it\)"):
         pipe(n=1, steps=2, init_image=photo(size=15))
 
 
