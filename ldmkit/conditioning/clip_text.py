@@ -81,7 +81,7 @@ class ClipText(TextConditioner):
                               f"has width {config.hidden_size}; set embed_dim (and unet.context_dim) to it")
 
     def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with self.frozen():
             return self.transformer.text_model(input_ids=ids).last_hidden_state  # (B, N, width)
 
     def save_text_encoder(self, folder: Path) -> None:

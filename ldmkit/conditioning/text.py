@@ -14,6 +14,7 @@ CompVis, so `cond_stage_model.transformer.*` maps by name.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -42,6 +43,12 @@ class TextConditioner(Conditioner):
 
     def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def frozen(self) -> contextlib.AbstractContextManager:
+        """no_grad around a frozen pretrained encoder, unless something in it trains (LoRA adapters on it:
+        ldmkit/lora), which then gets its gradients."""
+        trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.transformer.parameters())
+        return contextlib.nullcontext() if trains else torch.no_grad()
 
     def forward(self, captions: Sequence[str], encode: Encode | None = None) -> Conditioning:
         if isinstance(captions, str) or not all(isinstance(t, str) for t in captions):
@@ -80,6 +87,6 @@ class MiniLMText(TextConditioner):
         self.proj = nn.Linear(hidden, cfg.embed_dim) if cfg.embed_dim != hidden else nn.Identity()
 
     def encode_ids(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with self.frozen():
             hidden = self.transformer(ids, mask)  # (B, N, 384), frozen
         return self.proj(hidden)  # (B, N, embed_dim)

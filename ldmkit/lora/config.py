@@ -25,7 +25,7 @@ class LoRAConfig:
     rank: int = 0  # 0: no adapters, the whole model trains; r > 0: only rank-r adapters train
     alpha: float | None = None  # the adapters' output scale is alpha / rank (null: alpha = rank, scale 1)
     targets: tuple[str, ...] = ("attention",)  # groups of TARGET_GROUPS, or layer names such as attn2.to_k
-    text_encoder: bool = False  # also adapt the text encoder's attention projections (trained BERT encoders)
+    text_encoder: bool = False  # also adapt the text encoder's attention projections (any: BERT, MiniLM, CLIP)
 
     def __post_init__(self):
         object.__setattr__(self, "targets", tuple(self.targets))  # lists from Python callers

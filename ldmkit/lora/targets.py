@@ -87,8 +87,5 @@ def lora_targets(model: nn.Module, cfg: LoRAConfig) -> list[str]:
         if text.kind != "text":
             raise ConfigError(f"lora.text_encoder adapts a text encoder, but this is a '{text.kind}' model; "
                               "set lora.text_encoder: false")
-        if text.text.encoder != "bert":
-            raise ConfigError(f"lora.text_encoder: the frozen {text.text.encoder} encoder runs without gradients, "
-                              "so adapters on it cannot train; set lora.text_encoder: false")
         names += text_encoder_targets(model.conditioner)
     return names

@@ -172,6 +172,29 @@ def test_a_kohya_file_with_a_clip_text_encoder_part_loads_like_diffusers_loads_i
     torch.testing.assert_close(diffusers_output(unet), ldmkit_output(model, unet_adapter), rtol=1e-5, atol=1e-5)
 
 
+def test_adapters_on_the_frozen_clip_encoder_train_and_export_as_kohya_text_encoder_keys(tmp_path, clip_folder):
+    model = sd_like(ConditioningConfig(kind="text", text=TextConfig(encoder="clip", embed_dim=32,
+                                                                    weights_path=str(clip_folder))))
+    names = add_lora(model, LoRAConfig(rank=2, text_encoder=True))
+    clip = [n for n in names if n.startswith("conditioner.")]
+    assert {n.rsplit(".", 1)[1] for n in clip} == {"q_proj", "k_proj", "v_proj", "out_proj"} and len(clip) == 8
+    model.conditioner(["a cat", "cat"])["context"].square().sum().backward()  # with gradients through CLIP
+    ups = {n: p for n, p in model.named_parameters() if n.startswith("conditioner.") and n.endswith("lora_B")}
+    assert len(ups) == 8 and all(float(p.grad.abs().max()) > 0 for p in ups.values())
+    assert all(p.grad is None for n, p in model.conditioner.named_parameters() if "lora" not in n)  # frozen
+    with torch.no_grad():
+        for p in ups.values():
+            p.normal_(0, 0.1)
+        model.conditioner(["cat"])  # and without them, as at sampling
+    tensors = kohya_tensors(adapter_weights(model), model)
+    assert "lora_te_text_model_encoder_layers_1_self_attn_q_proj.lora_up.weight" in tensors
+    write_adapter(tmp_path / "te.safetensors", adapter_weights(model), model, "kohya")
+    plain = sd_like(ConditioningConfig(kind="text", text=TextConfig(encoder="clip", embed_dim=32,
+                                                                    weights_path=str(clip_folder))))
+    adapter = read_adapter(tmp_path / "te.safetensors", plain)
+    assert sorted(k for k in adapter if k.startswith("conditioner.")) == sorted(clip)
+
+
 def test_unsupported_or_foreign_adapters_are_refused_by_key(tmp_path):
     from safetensors.torch import save_file
 
