@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ldmkit.data.folder import ImageFolderDataset
+    from ldmkit.data.images import read_image
     from ldmkit.data.webdataset import output_shards, write_shards
     from ldmkit.errors import ConfigError, DataError
 
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             path = ds.root / relative
             try:
                 image, caption = path.read_bytes(), ds.caption(i)
+                read_image(image, f"image {path}", convert=lambda img: None)  # decodes: corrupt files stay out
             except OSError as err:
                 image, caption = None, f"cannot read {path}: {err.strerror or err}"
             except DataError as err:

@@ -125,6 +125,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         cfg = resolve_init_config(cfg, source.config, changed_keys(cfg, LDMRunConfig()) if given is None else given)
     if cfg.lora.enabled:
         lora_targets(source, cfg.lora)  # a clear error for targets the model lacks, before anything is written
+    first_stage = source.first_stage if source is not None else load_first_stage(cfg.first_stage)  # (ditto)
     prepared = ctx.on_main(lambda: prepare_run(run_dir, cfg, resume, comparable=(
         "init", "first_stage", "unet", "diffusion", "conditioning", "data", "lora")))
     state = None
@@ -136,7 +137,6 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
     if state is not None and state.get("init_digest") != digest:
         raise CheckpointError(f"cannot resume {run_dir}: {cfg.init.model}, the model it started from, has changed "
                               "since (its weights differ); put the original back to continue the run")
-    first_stage = source.first_stage if source is not None else load_first_stage(cfg.first_stage)
     batches = LatentBatches(cfg, first_stage, ctx, per_rank, needs_images(cfg.conditioning))  # (latent cache)
     if state and cfg.scale_factor is not None and cfg.scale_factor != state["scale_factor"]:
         raise ConfigError(f"cannot resume {run_dir} with scale_factor {cfg.scale_factor}: the run trains with "

@@ -7,6 +7,7 @@ need ({tmp}: a fresh folder with a few prepared files).
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from PIL import Image
 
 from ldmkit.cli import COMMANDS, main
 
+LDM_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ldm" / "emoji64-kl-f4.yaml"
 ROWS = [
     # (id, argv with {model}/{tmp} placeholders, model kind, expected message (regex))
     ("prompt-on-unconditional", "sample {model} --prompt 'red apple'", "none",
@@ -171,6 +173,7 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(argv, kind, message, files,
                                   "--strength 2", "sample {model} --mask {tmp}/mask.png", "sample {model} --width 0",
                                   "sample {model} --negative-prompt x", "upscale {tmp}/image.png --model {model}",
                                   "inpaint {tmp}/image.png {tmp}/mask.png --model {model}",
+                                  f"train {LDM_CONFIG} --set first_stage={{tmp}}/nope",
                                   "eval {model} --ref {tmp}/nope --n 2"])
 def test_a_command_that_fails_its_checks_writes_nothing(argv, files, tiny_models, capsys):
     import shlex

@@ -79,3 +79,11 @@ def test_a_caption_that_is_not_utf8_skips_its_file(tmp_path, folder, capsys, cap
     captured = capsys.readouterr()
     assert "wrote 4 samples into 1 shards" in captured.out and "(1 unreadable files skipped)" in captured.out
     assert "skipping caption" in caplog.text and "1.txt is not UTF-8 text" in caplog.text
+
+
+def test_a_corrupt_image_is_skipped_not_packed(tmp_path, folder, capsys, caplog):
+    (folder / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # a PNG signature and nothing readable
+    assert main(["make-shards", str(folder), str(tmp_path / "out" / "part-{:05d}.tar")]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 4 samples into 1 shards" in captured.out and "(1 unreadable files skipped)" in captured.out
+    assert "skipping cannot read image" in caplog.text and "2.png" in caplog.text
