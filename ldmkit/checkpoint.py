@@ -18,6 +18,7 @@ import pickle
 import re
 import shutil
 import tempfile
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -184,14 +185,15 @@ def load_exact_from_file(module: nn.Module, path: Path, names: dict[str, str], s
     if problems:
         raise CheckpointError(f"{source} does not match the {type(module).__name__} its config describes "
                               f"({problems}); was it saved by a different ldmkit version or edited?")
-    keys = list(expected)
+    pending = deque(expected.items())
     with torch.no_grad():
-        while keys:
+        while pending:
             with safe_open(str(path), framework="pt") as f:
                 mapped = 0
-                while keys and mapped < READ_BUDGET:
-                    tensor = f.get_tensor(names[keys[0]])
-                    expected[keys.pop(0)].copy_(tensor)
+                while pending and mapped < READ_BUDGET:
+                    key, target = pending.popleft()
+                    tensor = f.get_tensor(names[key])
+                    target.copy_(tensor)
                     mapped += tensor.nbytes
 
 

@@ -115,6 +115,7 @@ def regenerate(args: argparse.Namespace) -> int:
     """The image a PNG's parameters describe, drawn again in the batch it was drawn in."""
     from ldmkit.errors import ConfigError
     from ldmkit.pipeline import read_params, save_png
+    from ldmkit.pipeline.generate import SHORTCUTS
     from ldmkit.pipeline.metadata import check_checkpoint, from_json, recorded_input
 
     kept = ("from_png", "out", "device", "debug", "_module", "command")
@@ -150,7 +151,7 @@ def regenerate(args: argparse.Namespace) -> int:
     images = pipe(n=len(seeds), steps=params["steps"], sampler=params["sampler"], guidance=params["guidance"],
                   seed=seeds[0], eta=params["eta"], height=params["height"], width=params["width"],
                   condition=batch, batch_size=len(seeds), negative=negative, **init,
-                  **{k: params[k] for k in ("karras", "guidance_interval", "cache_interval") if k in params})
+                  **{k: params[k] for k in SHORTCUTS if k in params})
     path = make_folder(out) / f"{params['seed']:06d}.png"
     save_png(images[index], path)
     print(f"regenerated: {path}")

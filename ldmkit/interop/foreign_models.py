@@ -75,7 +75,6 @@ def load_any_ldm(path: str | Path, config: str | Path | None = None, use_ema: bo
     options that do not apply (`config` and `text_encoder` are for CompVis checkpoints). `unet_dtype`: the
     dtype the UNet is made in, where the loader can (ldmkit files, diffusers folders): sampling in bfloat16
     then never holds a float32 UNet."""
-    from ldmkit.checkpoint import resolve_model_file
     from ldmkit.lora.files import refuse_adapter
     from ldmkit.pipeline.checkpoint import load_ldm
 

@@ -34,6 +34,7 @@ from ldmkit.sampling.blend import blended
 from ldmkit.sampling.guidance import autoguidance, classifier_free_guidance, conditioned, in_interval
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed's range
+SHORTCUTS = ("karras", "guidance_interval", "cache_interval")  # the sampling shortcuts a call takes (and records)
 _NEGATIVE_WITH_GUIDE = ("a negative condition replaces classifier-free guidance's unconditional branch, and with a "
                         "guide model (autoguidance) the guide takes that place; drop the negative or the guide")
 

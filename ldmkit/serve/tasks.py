@@ -16,6 +16,7 @@ from PIL import Image
 
 from ldmkit.data.label_maps import label_map_ids
 from ldmkit.pipeline import conditions
+from ldmkit.pipeline.generate import SHORTCUTS
 from ldmkit.pipeline.inpaint import inpaint
 from ldmkit.pipeline.metadata import add_inputs
 from ldmkit.pipeline.upscale import upscale
@@ -24,7 +25,6 @@ from ldmkit.serve.images import decode_image
 from ldmkit.serve.registry import ServedModel
 from ldmkit.serve.schemas import GenerateRequest, InpaintRequest, Limits, UpscaleRequest
 
-SHORTCUTS = ("karras", "guidance_interval", "cache_interval")  # Pipeline's sampling shortcuts
 Callback = Callable[[dict], None]
 Work = Callable[[Callback], list[Image.Image]]
 FIELD_KINDS = {"prompt": "text", "class": "class", "layout": "layout", "label_map": "semantic",
