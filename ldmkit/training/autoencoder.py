@@ -20,7 +20,14 @@ from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
 from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.guard import NonFiniteGuard
 from ldmkit.training.loop import TrainLoop
-from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
+from ldmkit.training.run import (
+    RunLogger,
+    prepare_run,
+    restore_rng,
+    rng_state,
+    save_run_checkpoint,
+    write_run_config,
+)
 
 DISC_WEIGHT_DECAY = 0.01  # the discriminator's AdamW: torch's default decay, as the CompVis recipe leaves it
 
@@ -72,6 +79,7 @@ def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bo
     batches = iter(train_loader(train_set, tc.batch_size, tc.seed, start_batches=start,
                                 num_workers=cfg.data.num_workers, balance=cfg.data.balance))
     fixed = fixed_images(val_set, 16).to(device)
+    write_run_config(run_dir, cfg)  # the data is readable: the run folder can start
 
     def state_dict(step: int) -> dict:
         return {"step": step, "model": model.state_dict(), "discriminator": loss_fn.discriminator.state_dict(),

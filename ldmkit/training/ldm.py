@@ -57,7 +57,14 @@ from ldmkit.training.init_from import (
 )
 from ldmkit.training.latent_cache import weights_digest
 from ldmkit.training.loop import TrainLoop
-from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint
+from ldmkit.training.run import (
+    RunLogger,
+    prepare_run,
+    restore_rng,
+    rng_state,
+    save_run_checkpoint,
+    write_run_config,
+)
 from ldmkit.training.trained import TrainedParts, drop, load_trained, trained_state  # noqa: F401 (drop: re-exported)
 from ldmkit.unet.config import UNetConfig
 
@@ -138,6 +145,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         raise CheckpointError(f"cannot resume {run_dir}: {cfg.init.model}, the model it started from, has changed "
                               "since (its weights differ); put the original back to continue the run")
     batches = LatentBatches(cfg, first_stage, ctx, per_rank, needs_images(cfg.conditioning))  # (latent cache)
+    ctx.on_main(lambda: write_run_config(run_dir, cfg))  # the data is readable: the run folder can start
     if state and cfg.scale_factor is not None and cfg.scale_factor != state["scale_factor"]:
         raise ConfigError(f"cannot resume {run_dir} with scale_factor {cfg.scale_factor}: the run trains with "
                           f"{state['scale_factor']}; drop the override")

@@ -24,11 +24,12 @@ from ldmkit.errors import ConfigError, LdmkitError
 
 
 def prepare_run(run_dir: str | Path, cfg: Any, resume: bool, comparable: tuple[str, ...]) -> tuple[Path, dict | None]:
-    """Create or reopen a run folder; on resume, return the latest training state.
+    """Check a run folder before anything is written to it; on resume, return the latest training state.
 
     A resumed run must keep the sections in `comparable` (model, data, ...) unchanged; the
     training schedule may change (e.g. more steps). A folder that already holds a run is never
-    overwritten without --resume.
+    overwritten without --resume. The folder is created by `write_run_config`, once the trainer has
+    checked its data, so a run that fails its checks leaves nothing behind.
     """
     run_dir = Path(run_dir)
     latest = latest_checkpoint(run_dir) if run_dir.exists() else None
@@ -47,9 +48,13 @@ def prepare_run(run_dir: str | Path, cfg: Any, resume: bool, comparable: tuple[s
     elif latest is not None:
         raise LdmkitError(f"{run_dir} already holds a run (last checkpoint {latest.name}); "
                           f"pass --resume {run_dir} to continue it, or choose another --out folder")
+    return run_dir, state
+
+
+def write_run_config(run_dir: Path, cfg: Any) -> None:
+    """Create the run folder and write the resolved config into it (RUN_DIR/config.yaml)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", dump_yaml(cfg))
-    return run_dir, state
 
 
 def _with_defaults(cls: type, saved: dict) -> dict:

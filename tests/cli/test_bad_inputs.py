@@ -16,6 +16,7 @@ from PIL import Image
 from ldmkit.cli import COMMANDS, main
 
 LDM_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ldm" / "emoji64-kl-f4.yaml"
+AE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "autoencoder" / "kl-f4-emoji64.yaml"
 ROWS = [
     # (id, argv with {model}/{tmp} placeholders, model kind, expected message (regex))
     ("prompt-on-unconditional", "sample {model} --prompt 'red apple'", "none",
@@ -174,6 +175,10 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(argv, kind, message, files,
                                   "sample {model} --negative-prompt x", "upscale {tmp}/image.png --model {model}",
                                   "inpaint {tmp}/image.png {tmp}/mask.png --model {model}",
                                   f"train {LDM_CONFIG} --set first_stage={{tmp}}/nope",
+                                  f"train {LDM_CONFIG} --set first_stage={{tmp}}/autoencoder.safetensors "
+                                  "--set data.dataset=folder --set data.path={tmp}/empty-run",
+                                  f"train-autoencoder {AE_CONFIG} --set data.dataset=folder "
+                                  "--set data.path={tmp}/empty-run",
                                   "eval {model} --ref {tmp}/nope --n 2"])
 def test_a_command_that_fails_its_checks_writes_nothing(argv, files, tiny_models, capsys):
     import shlex
