@@ -20,14 +20,7 @@ from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
 from ldmkit.training.config import TrainConfig, adamw, learning_rate
 from ldmkit.training.guard import NonFiniteGuard
 from ldmkit.training.loop import TrainLoop
-from ldmkit.training.run import (
-    RunLogger,
-    prepare_run,
-    restore_rng,
-    rng_state,
-    save_run_checkpoint,
-    write_run_config,
-)
+from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint, write_run_config
 
 DISC_WEIGHT_DECAY = 0.01  # the discriminator's AdamW: torch's default decay, as the CompVis recipe leaves it
 

@@ -57,14 +57,7 @@ from ldmkit.training.init_from import (
 )
 from ldmkit.training.latent_cache import weights_digest
 from ldmkit.training.loop import TrainLoop
-from ldmkit.training.run import (
-    RunLogger,
-    prepare_run,
-    restore_rng,
-    rng_state,
-    save_run_checkpoint,
-    write_run_config,
-)
+from ldmkit.training.run import RunLogger, prepare_run, restore_rng, rng_state, save_run_checkpoint, write_run_config
 from ldmkit.training.trained import TrainedParts, drop, load_trained, trained_state  # noqa: F401 (drop: re-exported)
 from ldmkit.unet.config import UNetConfig
 
