@@ -19,7 +19,7 @@ from ldmkit.data.latents import LatentCacheDataset, sample_latent
 from ldmkit.data.loader import balance_note, check_readable, fixed_images
 from ldmkit.data.transforms import stream_generators
 from ldmkit.data.views import crops_at_random
-from ldmkit.training.latent_cache import build_latent_cache, cache_folder, cached_views, latent_std
+from ldmkit.training.latent_cache import build_latent_cache, cache_folder, cached_views, latent_samples
 
 # random streams of a sample (derive_seed): 0 augmentation, then these
 NOISE_STREAM, POSTERIOR_STREAM, CONDITION_STREAM = 1, 2, 3
@@ -55,24 +55,37 @@ class LatentBatches:
         crops = f"{views} random-crop view{'s' if views > 1 else ''}" if crops_at_random(self.cfg.data) else "one view"
         return f"latent cache: {crops} per image{flips} of {len(self.dataset)} images ({self.dataset.root})"
 
-    def measured_scale(self) -> float:
-        """1 / std of the training latents (1 for pixel space, whose images are already unit-scaled)."""
+    def measured_scale(self, shift: torch.Tensor | None = None) -> float:
+        """1 / std of the training latents, less `shift` (C,) per channel if given (1 for pixel space, whose
+        images are already unit-scaled)."""
         if self.first_stage.config.kind == "identity":
             return 1.0
+        z = self._sample_latents()
+        return 1.0 / float((z if shift is None else z - shift.view(1, -1, 1, 1)).std())
+
+    def measured_shift(self) -> torch.Tensor:
+        """The training latents' mean per channel (C,)."""
+        return self._sample_latents().mean((0, 2, 3))
+
+    def _sample_latents(self) -> torch.Tensor:
+        """Latents (n, C, h, w) of up to 10000 training images (cached) or 512 (encoded here), float32 on CPU."""
         if self.cached:
-            return 1.0 / latent_std(self.dataset)
+            return latent_samples(self.dataset)
         images = fixed_images(self.dataset, 512)
         with torch.no_grad():
             z = torch.cat([self.first_stage.latent(x.to(self.ctx.device), torch.Generator().manual_seed(0))
                            for x in images.split(64)])
-        return 1.0 / float(z.float().std())
+        return z.float().cpu()
 
     def take_skipped(self) -> int:
         skipped, self._skipped = self._skipped, 0
         return skipped
 
-    def stream(self, start_step: int, scale: float) -> Iterator[tuple[torch.Tensor, dict]]:
-        """Endless (z0 (b, C, h, w) scaled, batch) micro-batches of this rank; batch["seed"] per sample."""
+    def stream(self, start_step: int, scale: float, shift: torch.Tensor | None = None
+               ) -> Iterator[tuple[torch.Tensor, dict]]:
+        """Endless (z0 (b, C, h, w) shifted and scaled, batch) micro-batches of this rank; batch["seed"] per
+        sample. `shift` (C,): subtracted per channel first (center_latents)."""
+        offset = None if shift is None else shift.view(1, -1, 1, 1).to(self.ctx.device)
         tc, ctx = self.cfg.train, self.ctx
         loader = train_loader(self.dataset, self.per_rank, tc.seed, start_batches=start_step * tc.grad_accum,
                               rank=ctx.rank, world_size=ctx.world_size, num_workers=self.cfg.data.num_workers,
@@ -81,7 +94,8 @@ class LatentBatches:
             self._skipped += int(batch["skipped"])
             seeds = [int(s) for s in batch["seed"]]
             z = batch["latent"] if self.cached else self._encode(batch["image"].to(ctx.device), seeds)
-            yield z.to(ctx.device) * scale, batch
+            z = z.to(ctx.device)
+            yield (z if offset is None else z - offset) * scale, batch
 
     @torch.no_grad()
     def _encode(self, images: torch.Tensor, seeds: list[int]) -> torch.Tensor:

@@ -136,10 +136,15 @@ def build_latent_cache(first_stage: nn.Module, data: DataConfig, device: torch.d
     return folder
 
 
-def latent_std(cache: LatentCacheDataset, max_items: int = 10_000, seed: int = 0) -> float:
-    """Std over all elements of posterior samples of (up to) `max_items` cached latents."""
+def latent_samples(cache: LatentCacheDataset, max_items: int = 10_000, seed: int = 0) -> torch.Tensor:
+    """Posterior samples (n, C, h, w) of (up to) `max_items` cached latents, in float32."""
     generator = torch.Generator().manual_seed(seed)
     n = min(len(cache), max_items)
     rows = torch.randperm(len(cache), generator=generator)[:n]
     z = torch.stack([cache[(int(i), int(torch.randint(2**31, (1,), generator=generator)))]["latent"] for i in rows])
-    return float(z.float().std())
+    return z.float()
+
+
+def latent_std(cache: LatentCacheDataset, max_items: int = 10_000, seed: int = 0) -> float:
+    """Std over all elements of posterior samples of (up to) `max_items` cached latents."""
+    return float(latent_samples(cache, max_items, seed).std())

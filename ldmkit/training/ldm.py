@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ldmkit.autoencoder.recenter import recenter_latents
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.config import to_dict
 from ldmkit.data import DataConfig
@@ -68,6 +69,8 @@ class LDMRunConfig:
     first_stage: str = IDENTITY  # an autoencoder checkpoint (file, checkpoint or run folder), an LDM (its first
     # stage), or "identity"
     scale_factor: float | None = None  # None: 1 / std of the training latents, measured once
+    center_latents: bool = False  # subtract the training latents' mean per channel, measured once and folded
+    # into the first stage's biases (KL first stages; autoencoder/recenter.py)
     unet: UNetConfig = field(default_factory=UNetConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
@@ -104,6 +107,23 @@ def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False, give
         teardown_distributed(ctx)
 
 
+def latent_shift(cfg: LDMRunConfig, state: dict | None, batches: LatentBatches) -> torch.Tensor | None:
+    """The per-channel shift (C,) subtracted from the training latents (center_latents), or None: a resumed
+    run keeps its own."""
+    if state is not None:
+        saved = state.get("latent_shift")
+        if cfg.center_latents != (saved is not None):
+            raise ConfigError(f"cannot resume with center_latents {str(cfg.center_latents).lower()}: the run trains "
+                              f"with {str(saved is not None).lower()}; drop the override")
+        return None if saved is None else torch.tensor(saved)
+    if not cfg.center_latents:
+        return None
+    if cfg.init.model:
+        raise ConfigError("center_latents re-centres a new model's latent space; a model to start from (init.model) "
+                          "keeps its own: set center_latents: false")
+    return batches.measured_shift()
+
+
 def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] | None,
            source: LatentDiffusion | None) -> Path:
     tc, device = cfg.train, ctx.device
@@ -138,14 +158,15 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         raise CheckpointError(f"cannot resume {run_dir}: {cfg.init.model}, the model it started from, has changed "
                               "since (its weights differ); put the original back to continue the run")
     batches = LatentBatches(cfg, first_stage, ctx, per_rank, needs_images(cfg.conditioning))  # (latent cache)
-    ctx.on_main(lambda: write_run_config(run_dir, cfg))  # the data is readable: the run folder can start
     if state and cfg.scale_factor is not None and cfg.scale_factor != state["scale_factor"]:
         raise ConfigError(f"cannot resume {run_dir} with scale_factor {cfg.scale_factor}: the run trains with "
                           f"{state['scale_factor']}; drop the override")
-    scale = state["scale_factor"] if state else (cfg.scale_factor or batches.measured_scale())
+    shift = latent_shift(cfg, state, batches)
+    scale = state["scale_factor"] if state else (cfg.scale_factor or batches.measured_scale(shift))
     conditioning = with_class_names(cfg.conditioning, batches.dataset)
     if source is not None:
         check_class_names(conditioning, source.config, batches.dataset)
+    ctx.on_main(lambda: write_run_config(run_dir, cfg))  # the data and the config are checked: the run can start
     model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, conditioning, scale, cfg.data.resolution)
     torch.manual_seed(tc.seed)
     model = LatentDiffusion(model_cfg)
@@ -153,6 +174,8 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         copy_init_weights(model, source)
     else:
         model.first_stage.load_state_dict(first_stage.state_dict())
+        if shift is not None:
+            recenter_latents(model.first_stage, shift)  # its latents are now E(x) - shift
     del source
     if cfg.lora.enabled:
         add_lora(model, cfg.lora)  # the model frozen, adapters on the targeted layers
@@ -172,7 +195,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         log.resume_at(start)
     loop = TrainLoop(tc, start, state.get("train_seconds", 0.0) if state else 0.0, "train", ctx, show=ctx.is_main)
     wrapped = DistributedDataParallel(trainable) if ctx.enabled else trainable
-    stream = batches.stream(start, scale)
+    stream = batches.stream(start, scale, shift)
 
     def save(step: int) -> Path | None:
         if not ctx.is_main:
@@ -180,6 +203,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         train_state = {"step": step, "trained": trained_state(trainable, cfg.lora.enabled), "ema": ema.state_dict(),
                        "opt": opt.state_dict(), "rng": rng_state(), "nonfinite": guard.total,
                        "skipped_images": log.skipped_images, "scale_factor": scale, "train_seconds": loop.seconds,
+                       "latent_shift": None if shift is None else shift.tolist(),
                        "init_digest": digest}
         if cfg.lora.enabled:  # the checkpoint's model file is the adapter alone, with the EMA weights
             tensors, kind = adapter_tensors(adapter_weights(trainable, ema.shadow)), LORA_KIND

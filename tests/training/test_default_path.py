@@ -82,3 +82,31 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, tiny,
             assert not any(k.startswith("image") for k in keys)
     else:
         assert not (tiny.cache / "latents").exists()
+
+
+
+def test_center_latents_folds_the_measured_channel_means_into_the_first_stage_and_resume_keeps_them(
+        tmp_path, tiny, tiny_autoencoder, cli_error):
+    import ldmkit
+    from ldmkit.autoencoder.checkpoint import load_autoencoder
+    from ldmkit.data.openmoji import OpenMojiDataset
+    from ldmkit.training.latent_cache import latent_samples
+
+    run = tmp_path / "run"
+    tiny.cli(*tiny.ldm(run, 1, tiny_autoencoder, "center_latents=true"))
+    z = latent_samples(LatentCacheDataset(tiny.latent_cache()))  # (n, C, h, w) of the original first stage
+    shift = z.mean((0, 2, 3)).view(1, -1, 1, 1)
+    assert shift.abs().max() > 0.05  # (a first stage whose channels are off centre, so the test can fail)
+    model = ldmkit.load(run).model
+    assert model.config.scale_factor == pytest.approx(1.0 / float((z - shift).std()), rel=1e-5)
+    dataset = OpenMojiDataset(32, "train", cache_dir=tiny.cache, classes=("activities",))
+    images = torch.stack([dataset[i]["image"] for i in range(8)])
+    original = load_autoencoder(tiny_autoencoder).eval()
+    with torch.no_grad():
+        mode = original.encode(images).mean  # the posterior mode of the first stage as trained
+        assert torch.allclose(model.encode(images), (mode - shift) * model.config.scale_factor, atol=1e-4)
+        assert torch.allclose(model.decode(model.encode(images)), original.decode(mode), atol=1e-4)
+    line = cli_error(["train", "--resume", run, "--set", "center_latents=false", "--set", "train.steps=2"])
+    assert "cannot resume with center_latents false: the run trains with true" in line
+    tiny.cli("train", "--resume", run, "--set", "train.steps=2")
+    assert ldmkit.load(run).model.config.scale_factor == model.config.scale_factor
