@@ -24,7 +24,7 @@ from ldmkit.training.ldm import LDMRunConfig, load_first_stage
 BASE = ["unet.model_channels=64", "unet.channel_mult=[1,2,4]", "unet.num_res_blocks=1",
         "unet.attention_resolutions=[2,4]", "unet.num_head_channels=32", "diffusion.prediction=eps",
         "diffusion.min_snr_gamma=null", "train.batch_size=32", "train.lr=3.0e-4", "train.warmup_steps=50",
-        "train.lr_schedule=constant", "train.precision=bf16", "ema_decay=0.999"]
+        "train.lr_schedule=constant", "train.precision=bf16", "ema_decay=0.999", "center_latents=false"]
 COSINE = ["train.lr_schedule=cosine", "train.warmup_steps=100"]
 RECIPES: dict[str, list[str]] = {
     "base": BASE,

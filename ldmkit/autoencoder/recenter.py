@@ -17,12 +17,17 @@ import torch
 from ldmkit.errors import ConfigError
 
 
-@torch.no_grad()
-def recenter_latents(stage, shift: torch.Tensor) -> None:
-    """Fold the per-channel `shift` (C,) into the KL autoencoder `stage`, in place."""
+def check_recenterable(stage) -> None:
+    """Only a KL first stage has the biases a shift folds into."""
     if stage.config.kind != "kl":
         raise ConfigError(f"center_latents re-centres a KL first stage's latents; this first stage is "
                           f"'{stage.config.kind}': set center_latents: false")
+
+
+@torch.no_grad()
+def recenter_latents(stage, shift: torch.Tensor) -> None:
+    """Fold the per-channel `shift` (C,) into the KL autoencoder `stage`, in place."""
+    check_recenterable(stage)
     channels = stage.post_quant_conv.in_channels
     if shift.shape != (channels,):
         raise ConfigError(f"a latent shift of {tuple(shift.shape)} values for a first stage with {channels} latent "
@@ -30,3 +35,19 @@ def recenter_latents(stage, shift: torch.Tensor) -> None:
     shift = shift.to(stage.quant_conv.bias)
     stage.quant_conv.bias[:channels] -= shift  # moments = [mean (C), logvar (C)]
     stage.post_quant_conv.bias += stage.post_quant_conv.weight[:, :, 0, 0] @ shift  # (z_channels, C) @ (C,)
+
+
+@torch.no_grad()
+def is_recentred_copy(original, stage) -> bool:
+    """Whether `stage` is `original`, or `original` re-centred by some shift (all its other weights equal)."""
+    a, b = original.state_dict(), stage.state_dict()
+    folded = ("quant_conv.bias", "post_quant_conv.bias")
+    if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a if k not in folded):
+        return False
+    if original.config.kind != "kl":
+        return all(torch.equal(a[k], b[k]) for k in folded if k in a)
+    channels = stage.post_quant_conv.in_channels
+    shift = a["quant_conv.bias"][:channels] - b["quant_conv.bias"][:channels]
+    expected = a["post_quant_conv.bias"] + a["post_quant_conv.weight"][:, :, 0, 0] @ shift
+    return torch.equal(a["quant_conv.bias"][channels:], b["quant_conv.bias"][channels:]) and torch.allclose(
+        b["post_quant_conv.bias"], expected, rtol=1e-5, atol=1e-5)

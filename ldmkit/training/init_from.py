@@ -129,6 +129,7 @@ def resolve_init_config(cfg, source: LDMConfig, given: set[str]):
             raise ConfigError(f"{key} is {mine!r} in the config but {its!r} in {model}{hint}; drop it or match it")
     merged["first_stage"] = model
     merged["scale_factor"] = source.scale_factor
+    merged["center_latents"] = False  # MODEL's first stage defines the latent space, centred or not, as it is
     if "data.resolution" not in given:
         merged["data"]["resolution"] = source.image_size
     return from_dict(type(cfg), merged)
@@ -158,12 +159,14 @@ def load_first_stage(spec: str, in_channels: int = 3) -> torch.nn.Module:
 
 def check_first_stage(spec: str, source: LatentDiffusion, model: str) -> None:
     """A run from a model uses the model's first stage; a config naming another one (other weights) is an
-    error. A path that does not exist (the shipped configs' default) or the identity is not another one."""
-    from ldmkit.training.latent_cache import weights_digest
+    error. A path that does not exist (the shipped configs' default), the identity, or the autoencoder the
+    model's first stage was centred from (center_latents) is not another one."""
+    from ldmkit.autoencoder.recenter import is_recentred_copy
 
     if spec in (IDENTITY, model) or not Path(spec).exists():
         return
-    if weights_digest(load_first_stage(spec)) != weights_digest(source.first_stage):
+    named = load_first_stage(spec)
+    if type(named) is not type(source.first_stage) or not is_recentred_copy(named, source.first_stage):
         raise ConfigError(f"first_stage {spec} is another autoencoder than the model's own, which a run from a model "
                           "keeps; drop first_stage from the config or --set first_stage=MODEL (the --init-from path)")
 

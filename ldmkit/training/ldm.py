@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ldmkit.autoencoder.recenter import recenter_latents
+from ldmkit.autoencoder.recenter import check_recenterable, recenter_latents
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.config import to_dict
 from ldmkit.data import DataConfig
@@ -118,9 +118,7 @@ def latent_shift(cfg: LDMRunConfig, state: dict | None, batches: LatentBatches) 
         return None if saved is None else torch.tensor(saved)
     if not cfg.center_latents:
         return None
-    if cfg.init.model:
-        raise ConfigError("center_latents re-centres a new model's latent space; a model to start from (init.model) "
-                          "keeps its own: set center_latents: false")
+    check_recenterable(batches.first_stage)  # before anything is measured or written
     return batches.measured_shift()
 
 

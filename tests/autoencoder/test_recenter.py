@@ -31,3 +31,23 @@ def test_only_kl_first_stages_and_one_value_per_channel():
     kl = build_autoencoder(tiny("kl", 2))
     with pytest.raises(ConfigError, match="latent shift of \\(7,\\) values"):
         recenter_latents(kl, torch.zeros(7))
+
+
+def test_a_recentred_copy_is_recognised_and_anything_else_is_not():
+    import copy
+
+    from ldmkit.autoencoder.recenter import is_recentred_copy
+
+    torch.manual_seed(0)
+    original = build_autoencoder(tiny("kl", 2))
+    centred = copy.deepcopy(original)
+    recenter_latents(centred, torch.tensor([1.0, -2.0, 0.5]))
+    assert is_recentred_copy(original, original) and is_recentred_copy(original, centred)
+    other = copy.deepcopy(centred)
+    with torch.no_grad():
+        other.post_quant_conv.bias[0] += 0.1  # a decoder bias that no shift explains
+    assert not is_recentred_copy(original, other)
+    retrained = copy.deepcopy(original)
+    with torch.no_grad():
+        next(retrained.decoder.parameters()).add_(1e-3)
+    assert not is_recentred_copy(original, retrained)

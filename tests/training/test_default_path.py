@@ -28,7 +28,8 @@ def scale_factor(run: Path) -> float:
 
 def test_measured_scale_factor_is_one_over_the_latent_std_and_resume_keeps_it(tmp_path, tiny, tiny_autoencoder):
     run = tmp_path / "run"
-    tiny.cli(*tiny.ldm(run, 1, tiny_autoencoder))  # emoji64-kl-f4.yaml: scale_factor null, latent_cache true
+    # emoji64-kl-f4.yaml: scale_factor null, latent_cache true (and centred latents: the next test)
+    tiny.cli(*tiny.ldm(run, 1, tiny_autoencoder, "center_latents=false"))
     cache = LatentCacheDataset(tiny.latent_cache())
     measured = scale_factor(run)
     assert measured == 1.0 / latent_std(cache)
@@ -110,3 +111,10 @@ def test_center_latents_folds_the_measured_channel_means_into_the_first_stage_an
     assert "cannot resume with center_latents false: the run trains with true" in line
     tiny.cli("train", "--resume", run, "--set", "train.steps=2")
     assert ldmkit.load(run).model.config.scale_factor == model.config.scale_factor
+
+
+def test_center_latents_needs_a_kl_first_stage_and_says_so_before_writing_anything(tmp_path, tiny, cli_error):
+    run = tmp_path / "pixels"
+    line = cli_error(tiny.ldm(run, 1, "identity", "center_latents=true"))
+    assert "center_latents re-centres a KL first stage's latents; this first stage is 'identity'" in line
+    assert not run.exists()

@@ -74,6 +74,9 @@ def test_the_run_starts_from_the_models_ema_weights_and_takes_its_architecture(t
     assert cfg["init"]["model"] == str(bases["uncond"]) and cfg["first_stage"] == str(bases["uncond"])
     assert cfg["unet"] == base_cfg["unet"] and cfg["diffusion"] == base_cfg["diffusion"]
     assert cfg["scale_factor"] == load_model_file(bases["uncond"])[1]["scale_factor"]
+    # the base was trained on centred latents (the main job's config); its first stage, already centred, is kept
+    # as it is (the first-stage weights are among those compared above), not centred a second time
+    assert base_cfg["center_latents"] is True and cfg["center_latents"] is False
 
     raw = tmp_path / "ft-raw"  # init.use_ema: false starts from the raw weights
     tiny.cli(*tiny.ldm(raw, 1, tiny_autoencoder, *FROZEN, "init.use_ema=false"), "--init-from", bases["uncond"])
