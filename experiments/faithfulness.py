@@ -34,6 +34,7 @@ The full run (after `ldmkit train-autoencoder configs/autoencoder/kl-f4c4-emoji6
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -125,26 +126,21 @@ def generate(pipe, conditions: list, args, guidance: float) -> torch.Tensor:
                       for s in batches(len(conditions), args.batch)])
 
 
-def evaluate_class(pipe, train: Data, val: Data, network, args, guidance: float) -> tuple[dict, torch.Tensor]:
+@functools.cache
+def class_probe(pipe, train: Data, val: Data, network, batch: int) -> tuple:
+    """(the probe: features -> labels, what it scores on real and reconstructed images), once per model
+    and data, whatever the number of --guidance values."""
     classify = fit_probe(train.features, train.labels)
-    wanted = torch.arange(len(CLASS_NAMES)).repeat_interleave(args.per_class)  # (n,) class-major
-    samples = generate(pipe, wanted.tolist(), args, guidance)
-    predicted = classify(image_features(samples, network, FEATURE_BATCH, pipe.device).features)
     val_predicted = classify(val.features)
     # the ceiling of samples: validation images through the model's own first stage, encoded and decoded;
     # and what copying the training set would score: up to CEILING_PER_CLASS training images of each class
     copied = torch.cat([torch.nonzero(train.labels == c).flatten()[:CEILING_PER_CLASS] for c in train.labels.unique()])
-    rebuilt_val = classify(image_features(rebuilt(pipe, val.images, args.batch), network, FEATURE_BATCH,
+    rebuilt_val = classify(image_features(rebuilt(pipe, val.images, batch), network, FEATURE_BATCH,
                                           pipe.device).features)
-    rebuilt_train = classify(image_features(rebuilt(pipe, train.images[copied], args.batch), network, FEATURE_BATCH,
+    rebuilt_train = classify(image_features(rebuilt(pipe, train.images[copied], batch), network, FEATURE_BATCH,
                                             pipe.device).features)
     majority = int(torch.bincount(train.labels).argmax())
-    per_class = [float((predicted[wanted == c] == c).float().mean()) for c in range(len(CLASS_NAMES))]
-    results = {
-        "samples": len(wanted), "guidance": guidance,
-        "sample_accuracy": float((predicted == wanted).float().mean()),
-        "sample_chance": 1 / len(CLASS_NAMES),
-        "sample_accuracy_per_class": dict(zip(CLASS_NAMES, per_class)),
+    return classify, {
         "probe_train_accuracy": float((classify(train.features) == train.labels).float().mean()),
         "probe_val_accuracy": float((val_predicted == val.labels).float().mean()),
         "probe_val_balanced_accuracy": balanced_accuracy(val_predicted, val.labels),
@@ -152,6 +148,21 @@ def evaluate_class(pipe, train: Data, val: Data, network, args, guidance: float)
         "probe_train_reconstructed_balanced_accuracy": balanced_accuracy(rebuilt_train, train.labels[copied]),
         "val_majority_rate": float((val.labels == majority).float().mean()),
         "val_images": len(val.labels), "train_images": len(train.labels),
+    }
+
+
+def evaluate_class(pipe, train: Data, val: Data, network, args, guidance: float) -> tuple[dict, torch.Tensor]:
+    classify, probe = class_probe(pipe, train, val, network, args.batch)
+    wanted = torch.arange(len(CLASS_NAMES)).repeat_interleave(args.per_class)  # (n,) class-major
+    samples = generate(pipe, wanted.tolist(), args, guidance)
+    predicted = classify(image_features(samples, network, FEATURE_BATCH, pipe.device).features)
+    per_class = [float((predicted[wanted == c] == c).float().mean()) for c in range(len(CLASS_NAMES))]
+    results = {
+        "samples": len(wanted), "guidance": guidance,
+        "sample_accuracy": float((predicted == wanted).float().mean()),
+        "sample_chance": 1 / len(CLASS_NAMES),
+        "sample_accuracy_per_class": dict(zip(CLASS_NAMES, per_class)),
+        **probe,
     }
     grid = samples.unflatten(0, (len(CLASS_NAMES), args.per_class))[:, :8].flatten(0, 1)  # a row per class
     return results, grid

@@ -55,17 +55,14 @@ class LatentBatches:
         crops = f"{views} random-crop view{'s' if views > 1 else ''}" if crops_at_random(self.cfg.data) else "one view"
         return f"latent cache: {crops} per image{flips} of {len(self.dataset)} images ({self.dataset.root})"
 
-    def measured_scale(self, shift: torch.Tensor | None = None) -> float:
-        """1 / std of the training latents, less `shift` (C,) per channel if given (1 for pixel space, whose
-        images are already unit-scaled)."""
+    def measured_normalisation(self, center: bool) -> tuple[torch.Tensor | None, float]:
+        """(the training latents' mean per channel (C,) if `center`, else None; 1 / std of the latents less it),
+        from one sample of them (1 for pixel space, whose images are already unit-scaled)."""
         if self.first_stage.config.kind == "identity":
-            return 1.0
+            return None, 1.0
         z = self._sample_latents()
-        return 1.0 / float((z if shift is None else z - shift.view(1, -1, 1, 1)).std())
-
-    def measured_shift(self) -> torch.Tensor:
-        """The training latents' mean per channel (C,)."""
-        return self._sample_latents().mean((0, 2, 3))
+        shift = z.mean((0, 2, 3)) if center else None
+        return shift, 1.0 / float((z if shift is None else z - shift.view(1, -1, 1, 1)).std())
 
     def _sample_latents(self) -> torch.Tensor:
         """Latents (n, C, h, w) of up to 10000 training images (cached) or 512 (encoded here), float32 on CPU."""

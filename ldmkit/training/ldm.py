@@ -107,19 +107,25 @@ def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False, give
         teardown_distributed(ctx)
 
 
-def latent_shift(cfg: LDMRunConfig, state: dict | None, batches: LatentBatches) -> torch.Tensor | None:
-    """The per-channel shift (C,) subtracted from the training latents (center_latents), or None: a resumed
-    run keeps its own."""
+def latent_normalisation(cfg: LDMRunConfig, state: dict | None, batches: LatentBatches, run_dir: Path
+                         ) -> tuple[torch.Tensor | None, float]:
+    """(the per-channel shift (C,) subtracted from the training latents, or None; the scale_factor they are
+    then multiplied by): a resumed run's own, else measured once where the config leaves them open."""
     if state is not None:
         saved = state.get("latent_shift")
         if cfg.center_latents != (saved is not None):
-            raise ConfigError(f"cannot resume with center_latents {str(cfg.center_latents).lower()}: the run trains "
-                              f"with {str(saved is not None).lower()}; drop the override")
-        return None if saved is None else torch.tensor(saved)
-    if not cfg.center_latents:
-        return None
-    check_recenterable(batches.first_stage)  # before anything is measured or written
-    return batches.measured_shift()
+            raise ConfigError(f"cannot resume {run_dir} with center_latents {str(cfg.center_latents).lower()}: the "
+                              f"run trains with {str(saved is not None).lower()}; drop the override")
+        if cfg.scale_factor is not None and cfg.scale_factor != state["scale_factor"]:
+            raise ConfigError(f"cannot resume {run_dir} with scale_factor {cfg.scale_factor}: the run trains with "
+                              f"{state['scale_factor']}; drop the override")
+        return None if saved is None else torch.tensor(saved), state["scale_factor"]
+    if cfg.center_latents:
+        check_recenterable(batches.first_stage)  # before anything is measured or written
+    elif cfg.scale_factor is not None:
+        return None, cfg.scale_factor
+    shift, scale = batches.measured_normalisation(cfg.center_latents)
+    return shift, cfg.scale_factor or scale
 
 
 def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] | None,
@@ -156,11 +162,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         raise CheckpointError(f"cannot resume {run_dir}: {cfg.init.model}, the model it started from, has changed "
                               "since (its weights differ); put the original back to continue the run")
     batches = LatentBatches(cfg, first_stage, ctx, per_rank, needs_images(cfg.conditioning))  # (latent cache)
-    if state and cfg.scale_factor is not None and cfg.scale_factor != state["scale_factor"]:
-        raise ConfigError(f"cannot resume {run_dir} with scale_factor {cfg.scale_factor}: the run trains with "
-                          f"{state['scale_factor']}; drop the override")
-    shift = latent_shift(cfg, state, batches)
-    scale = state["scale_factor"] if state else (cfg.scale_factor or batches.measured_scale(shift))
+    shift, scale = latent_normalisation(cfg, state, batches, run_dir)
     conditioning = with_class_names(cfg.conditioning, batches.dataset)
     if source is not None:
         check_class_names(conditioning, source.config, batches.dataset)

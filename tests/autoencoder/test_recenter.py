@@ -15,7 +15,8 @@ def test_recentred_latents_are_the_old_ones_less_the_shift_and_decode_to_the_sam
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     shift = torch.tensor([0.5, -1.5, 2.0, 0.25])[:stage.post_quant_conv.in_channels]
     with torch.no_grad():
-        before, logvar = stage.encode(x).mean, stage.encode(x).logvar
+        posterior = stage.encode(x)
+        before, logvar = posterior.mean, posterior.logvar
         images = stage.decode(before)
         recenter_latents(stage, shift)
         after = stage.encode(x)

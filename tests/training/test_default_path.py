@@ -108,7 +108,9 @@ def test_center_latents_folds_the_measured_channel_means_into_the_first_stage_an
         assert torch.allclose(model.encode(images), (mode - shift) * model.config.scale_factor, atol=1e-4)
         assert torch.allclose(model.decode(model.encode(images)), original.decode(mode), atol=1e-4)
     line = cli_error(["train", "--resume", run, "--set", "center_latents=false", "--set", "train.steps=2"])
-    assert "cannot resume with center_latents false: the run trains with true" in line
+    assert f"cannot resume {run} with center_latents false: the run trains with true" in line
+    line = cli_error(["train", "--resume", run, "--set", "scale_factor=0.5", "--set", "train.steps=2"])
+    assert f"cannot resume {run} with scale_factor 0.5: the run trains with {model.config.scale_factor}" in line
     tiny.cli("train", "--resume", run, "--set", "train.steps=2")
     assert ldmkit.load(run).model.config.scale_factor == model.config.scale_factor
 
