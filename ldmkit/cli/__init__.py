@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 
+from ldmkit.cli.launch import launch, report, wants_launch
 from ldmkit.errors import LdmkitError
 
 # subcommand -> (module under ldmkit.cli, one-line help)
@@ -68,14 +69,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("LDMKIT_DEBUG", "") not in ("", "0")
     logging.basicConfig(format=f"ldmkit {args.command}: warning: %(message)s", level=logging.WARNING)
     try:
+        if wants_launch(args):  # --processes N: this process starts N that run the command (cli/launch.py)
+            return launch(args.command, sys.argv[1:] if argv is None else argv, args.processes)
         return args._module.run(args) or 0
     except KeyboardInterrupt:
-        print(f"ldmkit {args.command}: interrupted", file=sys.stderr)
+        report(f"ldmkit {args.command}: interrupted")
         return 130
     except Exception as err:  # every failure reaches the user as one line; --debug shows the traceback
         if debug:
             raise
-        print(f"ldmkit {args.command}: error: {describe(err)}", file=sys.stderr)
+        report(f"ldmkit {args.command}: error: {describe(err)}")
         return EXIT_BAD_INPUT if isinstance(err, (LdmkitError, OSError, *OUT_OF_MEMORY)) else EXIT_BUG
 
 

@@ -5,8 +5,9 @@ precision/recall against the reference set, prints them and writes `metrics.json
 and a preview grid `samples.png`. Features: `--features effnet` (default, offline: FD-EffNet, ...)
 or `--features inception` (FID, ...: needs pt_inception-2015-12-05-6726825d.pth, see
 `ldmkit.evaluation.inception`). Several processes or GPUs share the sampling:
-`torchrun --nproc_per_node 4 -m ldmkit eval CHECKPOINT --num-samples N ...` (each rank generates
-every 4th seed; torchrun's parser rejects `--n` as an ambiguous abbreviation of its own options).
+`ldmkit eval CHECKPOINT --n N --processes 4 ...` (each process generates every 4th seed), or
+`torchrun --nproc_per_node 4 -m ldmkit eval CHECKPOINT --num-samples N ...` across machines
+(torchrun's parser rejects `--n` as an ambiguous abbreviation of its own options).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ldmkit.cli.common import (
     precision_note,
     shortcut_options,
 )
+from ldmkit.cli.launch import add_processes_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_sampling_arguments(p)
     add_shortcut_arguments(p)
     p.add_argument("--batch-size", type=int, default=16, help="samples generated at once per process")
+    add_processes_argument(p, "share the sampling out")
     p.add_argument("--features", default="effnet", choices=["effnet", "inception"],
                    help="feature network: effnet (offline; FD-EffNet, KID-EffNet, ...) or inception (FID, ...)")
     p.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth "

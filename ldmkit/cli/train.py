@@ -4,7 +4,8 @@ Fine-tuning: `ldmkit train [CONFIG] --init-from MODEL [--init-config YAML] --out
 trained model (an ldmkit run or model file, a CompVis / SD checkpoint + YAML, a diffusers folder) and
 takes its architecture from it; `--set lora.rank=4` trains low-rank adapters only
 (ldmkit/training/init_from.py, ldmkit/lora/).
-Several processes: `torchrun --nproc_per_node N -m ldmkit train CONFIG ...` (gloo on CPU, NCCL on GPU).
+Several processes: `ldmkit train CONFIG --processes N` on one machine, `torchrun ... -m ldmkit train CONFIG`
+across machines (gloo on CPU, NCCL on GPU; ldmkit/training/distributed.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 
 from ldmkit.cli.common import add_config_arguments, resolve_run_config
+from ldmkit.cli.launch import add_processes_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", metavar="MODEL", help="fine-tune: start from this trained model (ldmkit run or "
                                                         "model file, CompVis .ckpt/.safetensors, diffusers folder)")
     p.add_argument("--init-config", metavar="YAML", help="with --init-from a CompVis checkpoint: its original YAML")
+    add_processes_argument(p, "train")
 
 
 def run(args: argparse.Namespace) -> int:

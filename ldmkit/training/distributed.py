@@ -1,8 +1,9 @@
 """torch.distributed for training: set up from torchrun's environment, or a single process.
 
-Launch N processes on one machine with `torchrun --nproc_per_node N -m ldmkit train CONFIG`, or
-several machines with torchrun's rendezvous (--nnodes, --rdzv_endpoint). Gloo on CPU, NCCL on
-GPU. Rank 0 alone logs and saves; data is sharded by rank (see `EpochSampler`).
+Launch N processes on one machine with `ldmkit train CONFIG --processes N` (ldmkit/cli/launch.py) or
+`torchrun --nproc_per_node N -m ldmkit train CONFIG`, several machines with torchrun's rendezvous
+(--nnodes, --rdzv_endpoint). Gloo on CPU, NCCL on GPU. Rank 0 alone logs and saves; data is sharded
+by rank (see `EpochSampler`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def setup_distributed(device_name: str = "auto") -> Distributed:
         return Distributed(0, 1, device)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        gpus = torch.cuda.device_count()
+        if local_rank >= gpus:
+            raise LdmkitError(f"process {local_rank} on this machine has no GPU of its own ({gpus} visible); start "
+                              "at most one process per GPU")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

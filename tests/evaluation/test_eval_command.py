@@ -1,4 +1,5 @@
-"""`ldmkit eval` end to end on a tiny untrained pixel-space LDM, in one process and in two under torchrun."""
+"""`ldmkit eval` end to end on a tiny untrained pixel-space LDM, in one process, in two under torchrun and in two
+started with --processes."""
 
 import json
 import os
@@ -44,6 +45,12 @@ def test_eval_writes_labelled_metrics_and_two_processes_agree_with_one(tiny_ldm_
     # features are in seed order, whichever rank made them.
     for key in ("FD-EffNet", "KID-EffNet", "IS-EffNet", "IS-EffNet_std", "precision-EffNet", "recall-EffNet"):
         assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-6), key
+    # the same two processes started by ldmkit itself (cli/launch.py), --n spelt short
+    command = [sys.executable, "-m", "ldmkit", "eval", str(tiny_ldm_file), "--ref", str(image_folder), *ARGS,
+               "--n", "20", "--out", str(tmp_path / "launched"), "--processes", "2"]
+    subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
+    launched = json.loads((tmp_path / "launched" / "metrics.json").read_text())
+    assert launched["settings"]["processes"] == 2 and launched["FD-EffNet"] == pytest.approx(two["FD-EffNet"])
 
 
 def test_eval_refuses_a_statistics_file_as_the_source_of_conditions(tiny_ldm_file, tmp_path, capsys):
