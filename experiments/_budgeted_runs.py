@@ -39,11 +39,18 @@ UNET = ["unet.model_channels=32", "unet.channel_mult=[1,2,4]", "unet.num_res_blo
         "unet.attention_resolutions=[4]", "unet.num_head_channels=32"]
 # LDM-32's 2x2 latent halves only once: two levels (x1, x2), attention at the second (its 1x1).
 UNET_F32 = ["unet.channel_mult=[1,2]", "unet.attention_resolutions=[2]"]
-# The recipe of every budgeted LDM: the main job's (emoji64-kl-f4.yaml: min-SNR-5), but a constant learning
-# rate, since the wall-clock budget, not a step count, ends the run (cosine decay needs the steps; 3e-4 constant
-# with min-SNR-5 is the recipe row `minsnr-const` of docs/results/RECIPE.md). The latents are not centred, as
-# in the runs REPORT.md measured (and the pixels of LDM-1 have no first stage to fold a shift into).
-RECIPE = ["train.lr=3.0e-4", "train.lr_schedule=constant", "center_latents=false"]
+# The recipe of every budgeted LDM: the main job's (emoji64-kl-f4.yaml: min-SNR-5, latents centred per channel),
+# but a constant learning rate, since the wall-clock budget, not a step count, ends the run (cosine decay needs
+# the steps; 3e-4 constant with min-SNR-5 is the recipe row `minsnr-const` of docs/results/RECIPE.md).
+RECIPE = ["train.lr=3.0e-4", "train.lr_schedule=constant"]
+
+
+def centred(f: int) -> bool:
+    """Whether LDM-f's latents are centred: every KL first stage's are; LDM-1's pixels have no first stage to fold
+    a shift into (REPORT.md of 2026-12-05 05:13 was measured with no centring at all)."""
+    return f != 1
+
+
 NEVER = 1_000_000_000  # steps, checkpoint and image intervals: the time budget always ends the run first
 
 
@@ -96,6 +103,7 @@ def ensure_autoencoder(f: int, args) -> str:
 
 def ldm_config(f: int, first_stage: str, args, minutes: float | None) -> LDMRunConfig:
     overrides = [f"first_stage={first_stage}", *UNET, *(UNET_F32 if f == 32 else []), *RECIPE,
+                 f"center_latents={str(centred(f)).lower()}",
                  f"unet.sample_size={RESOLUTION // f}",
                  f"train.steps={NEVER}", f"train.ckpt_every={NEVER}", f"train.image_every={NEVER}",
                  f"train.keep_last={args.checkpoints + 2}", *args.overrides]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from _budgeted_runs import (
+    centred,
     checkpoint_at,
     ensure_autoencoder,
     ldm_run,
@@ -130,7 +131,7 @@ def part_fig6(args, meta: dict, out: Path, judge: Judge) -> None:
     for f in args.fs:
         settings = {"f": f, "ldm_minutes": args.ldm_minutes, "checkpoints": args.checkpoints, "samples":
                     args.fd_samples, "steps": args.fd_steps, "sampler": args.sampler, "ae_minutes": args.ae_minutes,
-                    "overrides": args.overrides}
+                    "overrides": args.overrides, "centred": centred(f)}
         part = PartFile(out / f"fig6-f{f}.json", {"part": "fig6", "settings": settings, "meta": meta}, args.redo)
         rows = []
         for k, minutes in enumerate(time_points(args)):

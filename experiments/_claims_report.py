@@ -133,13 +133,22 @@ def fig6_section(parts: dict, out: Path, runs: Path) -> str:
             f"latent caching excluded) with the same UNet (32 channels, levels ×1/×2/×4, one ResBlock each, "
             f"attention at the lowest level; LDM-16's 4×4 latent reaches 1×1 there, which is valid; LDM-32's 2×2 "
             f"latent has the first two levels only), the training recipe of `experiments/_budgeted_runs.py` "
-            f"(overrides: {', '.join(s.get('overrides') or []) or 'none'}) and stops for a checkpoint at "
+            f"(overrides: {', '.join(s.get('overrides') or []) or 'none'}; {centring(runs6)}) and stops for a "
+            f"checkpoint at "
             f"{s['checkpoints']} evenly spaced times. FD-EffNet of {s['samples']} samples "
             f"({sampler_name(s)}, {s['steps']} steps, EMA weights) at each checkpoint; the x axis is the training "
             f"time stored in the checkpoint.\n\n![FD against training time](fig6.png)\n\n"
             + table(["f", "latent", "UNet (M params)", "train img/s", "steps in budget",
                      *[f"FD @ {m:g} min" for m in marks], "KID at the end"], rows)
             + f"\nSamples (seeds 0–7), a row per checkpoint, earliest on top:\n\n{grids}\n\n")
+
+
+def centring(runs6: list[dict]) -> str:
+    """Which LDMs trained on centred latents (runs before 2026-12-05 night recorded nothing: none did)."""
+    fs = [d["settings"]["f"] for d in runs6 if d["settings"].get("centred")]
+    if not fs:
+        return "latents not centred"
+    return f"latents centred per channel for f = {', '.join(map(str, fs))}, the first stage's biases holding the shift"
 
 
 def fig7_section(parts: dict, out: Path) -> str:

@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help (0), or a usage error already printed as one line (2)
         return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
     debug = args.debug or os.environ.get("LDMKIT_DEBUG", "") not in ("", "0")
-    logging.basicConfig(format=f"ldmkit {args.command}: warning: %(message)s", level=logging.WARNING)
+    quiet = os.environ.get("RANK", "0") != "0"  # the other processes of a distributed run: rank 0 warns for them
+    logging.basicConfig(format=f"ldmkit {args.command}: warning: %(message)s",
+                        level=logging.ERROR if quiet else logging.WARNING)
     try:
         if wants_launch(args):  # --processes N: this process starts N that run the command (cli/launch.py)
             return launch(args.command, sys.argv[1:] if argv is None else argv, args.processes)
