@@ -37,8 +37,11 @@ LDM_CONFIG = "configs/ldm/emoji64-kl-f4.yaml"
 # timing here, and at 32 channels LDM-1 still trains at only ~10 images/s on one thread.
 UNET = ["unet.model_channels=32", "unet.channel_mult=[1,2,4]", "unet.num_res_blocks=1",
         "unet.attention_resolutions=[4]", "unet.num_head_channels=32"]
-# LDM-32's 2x2 latent halves only once: two levels (x1, x2), attention at the second (its 1x1).
-UNET_F32 = ["unet.channel_mult=[1,2]", "unet.attention_resolutions=[2]"]
+# LDM-32's 2x2 latent halves only once: two levels, attention at the second (its 1x1), 64 channels at both. At
+# 1x1 a GroupNorm of 32 groups over 32 channels sees one value per group and outputs only its bias: the
+# [1, 2] levels of REPORT.md before 2026-12-05 night (0.74 M parameters) lost the latent there, and LDM-32
+# learned nothing (FD 318 -> 317); ldmkit now refuses that size (UNetConfig.smallest_size).
+UNET_F32 = ["unet.channel_mult=[2,2]", "unet.attention_resolutions=[2]"]
 # The recipe of every budgeted LDM: the main job's (emoji64-kl-f4.yaml: min-SNR-5, latents centred per channel),
 # but a constant learning rate, since the wall-clock budget, not a step count, ends the run (cosine decay needs
 # the steps; 3e-4 constant with min-SNR-5 is the recipe row `minsnr-const` of docs/results/RECIPE.md).

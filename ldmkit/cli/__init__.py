@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         level=logging.ERROR if quiet else logging.WARNING)
     try:
         if wants_launch(args):  # --processes N: this process starts N that run the command (cli/launch.py)
+            getattr(args._module, "check_before_launch", lambda _: None)(args)  # a typo: one line, no processes
             return launch(args.command, sys.argv[1:] if argv is None else argv, args.processes)
         return args._module.run(args) or 0
     except KeyboardInterrupt:

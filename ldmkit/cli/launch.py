@@ -2,8 +2,8 @@
 
 torchrun does the same and more (several machines, restarts), but when a process stops with ldmkit's
 one-line error, torchrun adds its own traceback and failure report after it. Here each process
-writes its error line to a file instead of stderr, and the launcher prints the distinct lines once,
-with the exit code of the process that failed. Gloo on CPU; with CUDA each process takes GPU
+writes its error line to a file instead of stderr, and the launcher prints the line of the process
+that failed first, once, with its exit code. Gloo on CPU; with CUDA each process takes GPU
 LOCAL_RANK (ldmkit/training/distributed.py).
 """
 
@@ -58,29 +58,45 @@ def launch(command: str, argv: list[str], processes: int) -> int:
         base = {**os.environ, ERROR_DIR: errors, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
                 "WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes)}
         base.setdefault("OMP_NUM_THREADS", threads)
-        procs = [subprocess.Popen([sys.executable, "-m", "ldmkit", *argv],
+        procs = [subprocess.Popen([sys.executable, "-m", "ldmkit", *argv], preexec_fn=_end_with_parent,
                                   env={**base, "RANK": str(rank), "LOCAL_RANK": str(rank)})
                  for rank in range(processes)]
-        previous = signal.signal(signal.SIGTERM, lambda *_: _stop(procs))  # a killed launcher ends its processes
+        previous = signal.signal(signal.SIGTERM, _terminated)  # a stopped launcher stops its processes
         try:
             codes = _wait(procs)
-        except KeyboardInterrupt:  # Ctrl-C reached every process: let them end, then say it once
+        except (KeyboardInterrupt, _Terminated) as stop:  # Ctrl-C reached every process: let them end, say it once
             _stop(procs)
-            print(f"ldmkit {command}: interrupted", file=sys.stderr)
-            return 130
+            print(f"ldmkit {command}: {'interrupted' if isinstance(stop, KeyboardInterrupt) else 'terminated'}",
+                  file=sys.stderr)
+            return 130 if isinstance(stop, KeyboardInterrupt) else 128 + signal.SIGTERM
         finally:
             signal.signal(signal.SIGTERM, previous)
         failed = [rank for rank, code in enumerate(codes) if code != 0]
         if not failed:
             return 0
-        lines = _distinct_errors(Path(errors), processes)
-        for line in lines:
-            print(line, file=sys.stderr)
+        line = _root_cause(Path(errors), processes)
         first = failed[0]
-        if not lines:  # (--debug: the traceback is above; or a process was killed)
-            print(f"ldmkit {command}: error: process {first} of {processes} ended with exit code {codes[first]}; "
-                  "its output is above", file=sys.stderr)
+        print(line or f"ldmkit {command}: error: process {first} of {processes} ended with exit code {codes[first]}; "
+              "its output is above", file=sys.stderr)  # (no line: --debug's traceback is above)
         return codes[first] if codes[first] > 0 else 1
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the launcher."""
+
+
+def _terminated(*_) -> None:
+    raise _Terminated
+
+
+def _end_with_parent() -> None:
+    """In each started process (Linux): SIGTERM when the launcher dies, even by SIGKILL, so that no process goes on
+    training alone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _wait(procs: list[subprocess.Popen]) -> list[int]:
@@ -108,14 +124,16 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
-def _distinct_errors(folder: Path, processes: int) -> list[str]:
-    """The processes' error lines, each once, in rank order; a line that only relays rank 0's error is left out
-    when rank 0's own line is there (Distributed.on_main)."""
-    lines = [(folder / f"rank-{rank}").read_text().strip() for rank in range(processes)
-             if (folder / f"rank-{rank}").is_file()]
-    if lines and (folder / "rank-0").is_file():
-        lines = [line for line in lines if "rank 0 failed:" not in line]
-    return list(dict.fromkeys(lines))
+def _root_cause(folder: Path, processes: int) -> str | None:
+    """The error line of the process that failed first (its file was written first), or None. A line that only
+    relays rank 0's error (Distributed.on_main) gives way to rank 0's own; the other processes' lines are what
+    the first failure caused (a closed connection, ...), so they are not shown."""
+    files = sorted((path for rank in range(processes) if (path := folder / f"rank-{rank}").is_file()),
+                   key=lambda path: path.stat().st_mtime_ns)
+    lines = [path.read_text().strip() for path in files]
+    if (folder / "rank-0").is_file():
+        lines = [line for line in lines if "rank 0 failed:" not in line] or lines
+    return lines[0] if lines else None
 
 
 def _free_port() -> int:

@@ -26,6 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_processes_argument(p, "train")
 
 
+def check_before_launch(args: argparse.Namespace) -> None:
+    """With --processes: the config file and overrides, read once before the processes start (the rest of the
+    checks need the model to start from, the data and the run folder: each process makes them)."""
+    from ldmkit.training.ldm import LDMRunConfig
+
+    if not args.init_from:
+        resolve_run_config(LDMRunConfig, args)
+
+
 def run(args: argparse.Namespace) -> int:
     from ldmkit.config import apply_overrides, parse_override, read_yaml
     from ldmkit.errors import ConfigError

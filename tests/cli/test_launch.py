@@ -1,11 +1,26 @@
 """`--processes N`: N processes started by ldmkit itself, whose errors reach the user once, as one line."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import pytest
 
 from ldmkit.cli import main
-from ldmkit.cli.launch import _distinct_errors
+from ldmkit.cli.launch import _root_cause
+from ldmkit.config import dump_yaml, from_dict
+from ldmkit.training.ldm import LDMRunConfig
+
+PIXEL = {  # pixel space, a tiny UNet, 32 px OpenMoji, more steps than the test waits for
+    "first_stage": "identity",
+    "unet": {"in_channels": 3, "out_channels": 3, "model_channels": 32, "channel_mult": [1, 2], "num_res_blocks": 1,
+             "attention_resolutions": [2], "num_heads": 2},
+    "data": {"resolution": 32},
+    "train": {"steps": 100000, "batch_size": 4, "ckpt_every": 100000, "image_every": 100000},
+}
 
 
 def _ldmkit(*args: str) -> subprocess.CompletedProcess:
@@ -14,17 +29,23 @@ def _ldmkit(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_a_config_error_in_every_process_is_printed_once_and_nothing_is_written(tmp_path):
-    done = _ldmkit("train", "configs/ldm/emoji64-kl-f4.yaml", "--set", "train.nosuchkey=1", "--out",
-                   str(tmp_path / "run"), "--processes", "2")
+def test_an_error_in_every_process_is_printed_once_and_nothing_is_written(tmp_path):
+    done = _ldmkit("train", "configs/ldm/emoji64-kl-f4.yaml", "--set", f"first_stage={tmp_path / 'nowhere'}",
+                   "--out", str(tmp_path / "run"), "--processes", "2")  # (found by the processes, not the launcher)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr  # one line: no torchrun report
-    assert done.stderr.startswith("ldmkit train: error: unknown config key 'train.nosuchkey'")
+    assert done.stderr.startswith(f"ldmkit train: error: the first stage {tmp_path / 'nowhere'} does not exist")
     assert not (tmp_path / "run").exists()
 
 
+def test_a_config_typo_is_found_before_any_process_starts(tmp_path):
+    done = _ldmkit("train", "configs/ldm/emoji64-kl-f4.yaml", "--set", "train.nosuchkey=1", "--processes", "64")
+    assert done.returncode == 2
+    assert done.stderr.startswith("ldmkit train: error: unknown config key 'train.nosuchkey'")
+
+
 def test_a_process_that_fails_without_an_error_line_is_named_with_its_exit_code(tmp_path):
-    done = _ldmkit("--debug", "train", "configs/ldm/emoji64-kl-f4.yaml", "--set", "train.nosuchkey=1",
+    done = _ldmkit("--debug", "train", "configs/ldm/emoji64-kl-f4.yaml", "--set", f"first_stage={tmp_path / 'x'}",
                    "--processes", "2")  # --debug: the processes show tracebacks instead of error lines
     assert done.returncode == 1
     assert "Traceback" in done.stderr
@@ -32,15 +53,18 @@ def test_a_process_that_fails_without_an_error_line_is_named_with_its_exit_code(
                                                     "its output is above")
 
 
-def test_the_line_that_relays_rank_0s_error_is_left_out(tmp_path):
-    (tmp_path / "rank-0").write_text("ldmkit train: error: image folder data/ does not exist\n")
-    (tmp_path / "rank-1").write_text("ldmkit train: error: rank 0 failed: DataError: image folder data/ does not exist")
-    (tmp_path / "rank-2").write_text("ldmkit train: error: image folder data/ does not exist")
-    assert _distinct_errors(tmp_path, 3) == ["ldmkit train: error: image folder data/ does not exist"]
+def test_the_first_failure_is_the_one_shown_and_a_relay_of_rank_0_gives_way_to_rank_0s_own_line(tmp_path):
+    def write(rank: int, line: str) -> None:
+        (tmp_path / f"rank-{rank}").write_text(line)
+        time.sleep(0.01)  # (distinct modification times, in this order)
+
+    write(1, "ldmkit eval: error: rank 0 failed: DataError: image folder data/ does not exist")
+    write(0, "ldmkit eval: error: image folder data/ does not exist\n")
+    write(2, "ldmkit eval: error: unexpected RuntimeError: Connection closed by peer; this is a bug in ldmkit")
+    assert _root_cause(tmp_path, 3) == "ldmkit eval: error: image folder data/ does not exist"
     (tmp_path / "rank-0").unlink()  # rank 0 was stopped before it could say: the relay is all there is
-    assert _distinct_errors(tmp_path, 3) == [
-        "ldmkit train: error: rank 0 failed: DataError: image folder data/ does not exist",
-        "ldmkit train: error: image folder data/ does not exist"]
+    assert _root_cause(tmp_path, 3) == "ldmkit eval: error: rank 0 failed: DataError: image folder data/ does not exist"
+    assert _root_cause(tmp_path / "none", 3) is None
 
 
 def test_processes_under_torchrun_and_a_bad_count_are_refused_in_one_line(monkeypatch, capsys):
@@ -50,3 +74,37 @@ def test_processes_under_torchrun_and_a_bad_count_are_refused_in_one_line(monkey
                                        "drop --processes (torchrun's --nproc_per_node sets their number)\n")
     assert main(["eval", "runs/x", "--processes", "0"]) == 2
     assert "argument --processes: must be 1 or more, got 0" in capsys.readouterr().err
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(child) for child in found]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_or_killed_launcher_takes_its_processes_with_it(tmp_path, emoji32, sig):
+    config = tmp_path / "pixel.yaml"
+    config.write_text(dump_yaml(from_dict(LDMRunConfig, PIXEL)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    launcher = subprocess.Popen([sys.executable, "-m", "ldmkit", "train", str(config), "--out", str(tmp_path / "run"),
+                                 "--processes", "2"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(children := _children(launcher.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(children) == 2
+    time.sleep(3)  # (started: past the point where each sets its parent-death signal)
+    launcher.send_signal(sig)
+    launcher.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(_alive(child) for child in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(child) for child in children)
+    if sig == signal.SIGTERM:
+        assert launcher.returncode == 143 and launcher.stderr.read().strip().endswith("ldmkit train: terminated")
