@@ -93,7 +93,7 @@ class UNet(nn.Module):
                     factor //= 2
                 self.output_blocks.append(EmbedSequential(*layers))
 
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(mc, cfg.out_channels, 3, padding=1)))
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, cfg.out_channels, 3, padding=1)))
         # CompVis lets a transformer without context attend to its own tokens; that only works when
         # context_dim equals the width of every transformer.
         widths = {m.inner_dim for m in self.modules() if isinstance(m, SpatialTransformer)}

@@ -45,6 +45,13 @@ def test_any_size_divisible_by_the_downsampling_works_and_batch_composition_does
     torch.testing.assert_close(one, out[1:2], atol=1e-5, rtol=1e-5)
 
 
+def test_a_first_level_wider_than_model_channels_works():
+    cfg = dataclasses.replace(UNET_PRESETS["tiny"], channel_mult=(2, 2))  # (the output conv reads 2 x mc channels)
+    x, t, kw = inputs(cfg)
+    with torch.no_grad():
+        assert randomized(cfg)(x, t, **kw).shape == x.shape
+
+
 def test_fresh_model_predicts_zero_like_compvis():
     cfg = UNET_PRESETS["tiny"]
     x, t, _ = inputs(cfg)
