@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -23,7 +24,24 @@ T = TypeVar("T")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-6` as a float, as YAML 1.2 does (PyYAML's 1.1 rules need `1.0e-6`)."""
+    """SafeLoader that reads `1e-6` as a float, as YAML 1.2 does (PyYAML's 1.1 rules need `1.0e-6`), and
+    refuses a key given twice in one mapping (PyYAML keeps the last one without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict = {}  # key -> the node that gave it first
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may override what it merges
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                earlier = first.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: PyYAML's own error names it
+                continue
+            if earlier is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {earlier.start_mark.line + 1})",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -35,6 +53,29 @@ _Loader.add_implicit_resolver(
 
 def read_yaml(text: str):
     return yaml.load(text, Loader=_Loader)
+
+
+def yaml_problem(err: yaml.YAMLError, lines: bool = True) -> str:
+    """PyYAML's several-line report in one line: where (`line 3, column 1`; the column alone with
+    lines=False) and what (`found character '\\t' that cannot start any token`)."""
+    if isinstance(err, yaml.reader.ReaderError):
+        return f"character {err.position + 1}: {err.reason} (#x{err.character:04x})"
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None) or getattr(err, "context", None)
+    if problem is None:
+        problem = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if mark is None:
+        return problem
+    return f"{f'line {mark.line + 1}, ' if lines else ''}column {mark.column + 1}: {problem}"
+
+
+def _yaml_fix(err: yaml.YAMLError) -> str:
+    problem = str(getattr(err, "problem", "") or "")
+    if "'\\t'" in problem:
+        return "YAML indents with spaces, not tabs"
+    if problem.startswith("duplicate key"):
+        return "give each key once"
+    return "see the files under configs/ for the layout"
 
 
 def _join(where: str, key: str) -> str:
@@ -103,6 +144,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
                 continue
             try:
                 return _coerce(arg, value, where)
+            except _NotFinite:
+                raise
             except ConfigError:
                 continue
         raise _type_error(tp, value, where)
@@ -139,6 +182,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         raise _type_error(tp, value, where)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # (YAML's .nan, .inf, or a float past 1.8e308)
+                raise _NotFinite(f"config key '{where}' must be a finite number, got {value}; give a number, or "
+                                 "leave the key out for its default")
             return float(value)
         raise _type_error(tp, value, where)
     if tp is str:
@@ -146,6 +192,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return value
         raise _type_error(tp, value, where)
     raise ConfigError(f"config key '{where}' has a type ldmkit cannot read from YAML: {tp!r}")
+
+
+class _NotFinite(ConfigError):
+    """A NaN or infinite float for a float key: said as such, not as a type mismatch of each Union member."""
 
 
 def _type_error(tp: Any, value: Any, where: str) -> ConfigError:
@@ -177,7 +227,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = read_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from err
+        where = yaml_problem(err, lines="\n" in raw.strip())
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({where}); "
+                          "write a number, true/false, null, a list like [1, 2] or a string in quotes") from err
     return key.strip().split("."), value
 
 
@@ -202,9 +254,19 @@ def load_config(cls: type[T], path: str | Path, overrides: typing.Iterable[str] 
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; the shipped ones are under configs/")
     try:
-        data = read_yaml(path.read_text()) or {}
+        data = read_yaml(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+                          f"{err.start}); save it as UTF-8, as the files under configs/ are") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(err)}; fix the file "
+                          f"({_yaml_fix(err)})") from err
+    if data is None:  # an empty file (or only comments): every default
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the top level of {path} must be a mapping of config keys, got a "
+                          f"{type(data).__name__} {data!r:.40}; write `key: value` lines, as the files under "
+                          "configs/ do")
     try:
         cfg = from_dict(cls, data)
     except ConfigError as err:

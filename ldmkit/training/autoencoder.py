@@ -14,6 +14,7 @@ from ldmkit.autoencoder.model import build_autoencoder
 from ldmkit.data import DataConfig, build_dataset, train_loader
 from ldmkit.data.loader import check_readable, fixed_images
 from ldmkit.device import autocast, pick_device
+from ldmkit.errors import ConfigError
 from ldmkit.evaluation.autoencoder import evaluate_autoencoder, reconstruction_grid
 from ldmkit.fast import for_frozen_features, keep_freed_memory
 from ldmkit.features.perceptual import PerceptualConfig, build_perceptual
@@ -33,6 +34,11 @@ class AutoencoderRunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(betas=(0.5, 0.9)))
     eval_batches: int = 8  # validation batches for the end-of-run PSNR / SSIM / perceptual figures
+
+    def __post_init__(self):
+        if self.eval_batches < 1:
+            raise ConfigError(f"config key 'eval_batches' must be at least 1, got {self.eval_batches}; it is the "
+                              "number of validation batches of the end-of-run PSNR / SSIM / perceptual figures")
 
 
 def train_autoencoder(cfg: AutoencoderRunConfig, run_dir: str | Path, resume: bool = False) -> Path:

@@ -90,6 +90,21 @@ class LDMRunConfig:
         if self.lora.enabled and self.init.model is None:
             raise ConfigError("lora.rank: a LoRA adapts a trained model; give it with --init-from MODEL "
                               "(init.model), or set lora.rank: 0 to train the whole model")
+        if self.init.model is None:  # (fine-tuning takes MODEL's UNet, as it is)
+            self.unet.check_attention_levels()
+        if self.scale_factor is not None and self.scale_factor <= 0:
+            raise ConfigError(f"config key 'scale_factor' must be positive, got {self.scale_factor}; or null: "
+                              "1 / std of the training latents, measured once")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise ConfigError(f"config key 'ema_decay' must be in [0, 1], got {self.ema_decay}; the paper's is "
+                              "0.9999, short runs use 0.999")
+        for key in ("sample_steps", "sample_n"):  # the EMA sample grids: otherwise found only after training
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}' must be at least 1, got {getattr(self, key)}; it sets the "
+                                  "EMA sample grids written every train.image_every steps and at the end")
+        if self.sample_steps > self.diffusion.timesteps:
+            raise ConfigError(f"config key 'sample_steps' must be at most diffusion.timesteps "
+                              f"({self.diffusion.timesteps}), got {self.sample_steps}; use fewer (50 is plenty)")
 
 
 def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False, given: set[str] | None = None,

@@ -21,7 +21,8 @@ class UNetConfig:
     model_channels: int = 64  # width of level 0; the timestep embedding has 4x this
     channel_mult: tuple[int, ...] = (1, 2, 4)  # one entry per level; spatial factor 2 ** (len - 1)
     num_res_blocks: int = 2  # ResBlocks per level on the way down (one more on the way up)
-    attention_resolutions: tuple[int, ...] = (2, 4)  # downsampling factors 1, 2, 4, ... with attention
+    attention_resolutions: tuple[int, ...] = (2, 4)  # downsampling factors 1, 2, 4, ... with attention (powers of
+    # two; ldmkit's training configs refuse those past the deepest level, which CompVis ignores)
     dropout: float = 0.0
     conv_resample: bool = True  # learned 3x3 convs around the resampling (else avg-pool / nearest only)
     num_heads: int = -1  # heads per attention layer ...
@@ -56,9 +57,9 @@ class UNetConfig:
                 fail("channel_mult", f"level {i} has model_channels * channel_mult[{i}] = "
                                      f"{self.model_channels * m} channels, not divisible by {GROUPS} "
                                      f"(GroupNorm groups); use a model_channels that is a multiple of {GROUPS}")
-        if any(a < 1 for a in self.attention_resolutions):
-            fail("attention_resolutions",
-                 f"are downsampling factors 1, 2, 4, ..., got {list(self.attention_resolutions)}")
+        for a in self.attention_resolutions:  # (factors past the deepest level: check_attention_levels)
+            if a < 1 or a & (a - 1):
+                raise self.attention_error(a)
         if not 0.0 <= self.dropout < 1.0:
             fail("dropout", f"must be in [0, 1), got {self.dropout}")
         if self.num_heads == -1 and self.num_head_channels == -1:
@@ -90,6 +91,23 @@ class UNetConfig:
     @property
     def levels(self) -> int:
         return len(self.channel_mult)
+
+    @property
+    def level_factors(self) -> list[int]:
+        """The downsampling factors of the levels, 1, 2, 4, ...: what attention_resolutions may name."""
+        return [2**i for i in range(self.levels)]
+
+    def attention_error(self, factor: int) -> ConfigError:
+        return ConfigError(f"unet config key 'attention_resolutions': {factor} is not the downsampling factor of a "
+                           f"level; with {self.levels} levels choose from {self.level_factors}")
+
+    def check_attention_levels(self) -> None:
+        """Refuse attention_resolutions past the deepest level, which add no attention layer. Not in __post_init__:
+        CompVis ignores them, and released CompVis configs (and the models converted from them) list some, e.g.
+        [32, 16, 8] with three levels."""
+        for factor in self.attention_resolutions:
+            if factor not in self.level_factors:
+                raise self.attention_error(factor)
 
     @property
     def size_multiple(self) -> int:

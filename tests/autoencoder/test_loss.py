@@ -127,7 +127,9 @@ def test_patchgan_output_is_a_patch_map(norm):
 
 @pytest.mark.parametrize("data, key", [({"disc_ch": 24}, "disc_ch"), ({"disc_layers": 0}, "disc_layers"),
                                        ({"kl_weight": -1.0}, "kl_weight"), ({"disc_norm": "spectral"}, "disc_norm"),
-                                       ({"equivariance_weight": -0.5}, "equivariance_weight")])
+                                       ({"equivariance_weight": -0.5}, "equivariance_weight"),
+                                       ({"perceptual_weight": float("nan")}, "'perceptual_weight' must be a finite"),
+                                       ({"disc_lr": float("inf")}, "'disc_lr' must be a finite")])
 def test_loss_config_validation_names_the_key(data, key):
     with pytest.raises(ConfigError, match=key):
         from_dict(AutoencoderLossConfig, data)

@@ -53,9 +53,28 @@ def test_attention_heads_follow_compvis(kwargs, ch, upsample, expected):
         (dict(num_head_channels=48), "num_head_channels"),
         (dict(dropout=1.0), "dropout"),
         (dict(use_linear_in_transformer=True), "use_linear_in_transformer"),
+        (dict(attention_resolutions=(3,)), "attention_resolutions"),
+        (dict(attention_resolutions=(0,)), "attention_resolutions"),
     ],
 )
 def test_invalid_configs_name_the_key(kwargs, key):
-    base = dict(model_channels=32, channel_mult=(1, 2), num_heads=2)
+    base = dict(model_channels=32, channel_mult=(1, 2), attention_resolutions=(2,), num_heads=2)
     with pytest.raises(ConfigError, match=f"'{key}'"):
         UNetConfig(**{**base, **kwargs})
+
+
+def test_attention_resolutions_must_name_a_level():
+    """A factor no level has would build no attention layer at all, without a word."""
+    with pytest.raises(ConfigError) as info:
+        from_dict(UNetConfig, {"channel_mult": [1, 2, 2], "attention_resolutions": [3], "num_heads": 2})
+    assert str(info.value) == ("unet config key 'attention_resolutions': 3 is not the downsampling factor of a level; "
+                               "with 3 levels choose from [1, 2, 4]")
+    # a power of two past the deepest level: CompVis ignores it and its released configs have some, so the
+    # UNet's config takes it; ldmkit's own training configs refuse it (LDMRunConfig, tests/training/test_config.py)
+    cfg = UNetConfig(channel_mult=(1, 2), attention_resolutions=(2, 8), num_heads=2)
+    with pytest.raises(ConfigError, match=r"8 is not the downsampling factor of a level; with 2 levels choose from "
+                                          r"\[1, 2\]"):
+        cfg.check_attention_levels()
+    ok = UNetConfig(channel_mult=(1, 2, 2), attention_resolutions=(4, 1), num_heads=2)
+    ok.check_attention_levels()
+    assert ok.attention_resolutions == (1, 4) and ok.level_factors == [1, 2, 4]
