@@ -17,9 +17,16 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.data.conditions import needs_images
     from ldmkit.data.latents import LatentCacheDataset
     from ldmkit.device import pick_device
+    from ldmkit.errors import ConfigError
     from ldmkit.training.latent_cache import build_latent_cache, cached_views
     from ldmkit.training.ldm import LDMRunConfig, load_first_stage
 
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be a whole number >= 1, got {args.batch_size}")
+    if args.out:
+        raise ConfigError("--out does nothing here: the cache goes where `ldmkit train` looks for it (under "
+                          "data.cache_dir, else $LDMKIT_CACHE or ~/.cache/ldmkit); drop --out, or move the cache "
+                          "with --set data.cache_dir=DIR")
     cfg, _ = resolve_run_config(LDMRunConfig, args)
     start = time.perf_counter()
     store_images = needs_images(cfg.conditioning)  # SR / inpainting derive conditions from them

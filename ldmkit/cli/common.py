@@ -139,12 +139,19 @@ def sampling_options(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed}
 
 
+# suffixes of image files: an --out that ends so names a file, never a folder to create
+IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
 def output_folder(path: str | Path) -> Path:
     """`path`, checked to be a folder that exists or can be created, with a clear error where not. Nothing
     is created here: the command's first write creates it (`make_folder`), after every input is checked."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file, not a folder; give a folder")
+    if path.suffix.lower() in IMAGE_FILE_SUFFIXES and not path.exists():
+        raise ConfigError(f"--out {path} names an image file, but this command writes a folder (of PNGs and what "
+                          f"describes them); give a folder, e.g. {path.with_suffix('')}")
     existing = next(p for p in (path, *path.parents) if p.exists())  # ("/" or "." at the latest)
     if not existing.is_dir():
         raise ConfigError(f"cannot create the output folder {path}: {existing} is a file; give another --out")

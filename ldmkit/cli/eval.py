@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.interop.foreign_models import find_diffusers_pipeline
     from ldmkit.training.distributed import setup_distributed, teardown_distributed
 
+    if args.inception_weights and args.features != "inception":
+        raise ConfigError(f"--inception-weights is for --features inception, but the features are {args.features}; "
+                          "add --features inception (FID) or drop --inception-weights")
     diffusers_folder = find_diffusers_pipeline(args.checkpoint)
     original = None if diffusers_folder else find_original_pair(args.checkpoint, args.config)  # CompVis pair
     if (original is not None or diffusers_folder is not None) and args.ref is None:
@@ -139,7 +142,6 @@ def run(args: argparse.Namespace) -> int:
         shortcuts = shortcut_options(args)
         pipe.check(args.steps, args.sampler, args.guidance, args.eta, **shortcuts)
         resolution = pipe.config.image_size
-        network = build_feature_network(args.features, args.inception_weights).to(ctx.device)
         conditions, source = None, None
         if args.condition_from_data is not None:
             source = ref if args.condition_from_data is True else args.condition_from_data
@@ -149,8 +151,10 @@ def run(args: argparse.Namespace) -> int:
             if not pipe.config.conditioning.kinds:
                 raise ConfigError("--condition-from-data gives each sample a condition, but this model is "
                                   "unconditional; drop it")
-            conditions = DataConditions(reference_dataset(str(source), resolution, args.ref_split)[0], pipe)
+            conditions = DataConditions(reference_dataset(str(source), resolution, args.ref_split)[0], pipe,
+                                        str(source))
         check_conditions(pipe, conditions)
+        network = build_feature_network(args.features, args.inception_weights).to(ctx.device)
         stats = None
         if ctx.is_main:
             stats = reference_statistics(ref, network, resolution, args.ref_split, args.ref_n, args.batch_size,

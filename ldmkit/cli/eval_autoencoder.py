@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from ldmkit.cli.common import make_folder, output_folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,6 +26,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="folder for eval.json and the reconstruction grid (default: beside the checkpoint)")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The numbers and the output folder, checked before anything loads."""
+    from ldmkit.errors import ConfigError
+
+    for flag, value in (("--batch-size", args.batch_size), ("--max-images", args.max_images)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be a whole number >= 1, got {value}"
+                              + ("; drop it to evaluate every image" if flag == "--max-images" else ""))
+    if args.resolution is not None and args.resolution < 8:
+        raise ConfigError(f"--resolution must be a whole number of pixels >= 8, got {args.resolution}; use e.g. 64, "
+                          "or drop it for the run's own")
+    if args.out:
+        output_folder(args.out)
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -39,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.interop.compvis import find_original_pair
     from ldmkit.interop.compvis_autoencoder import load_compvis_autoencoder
 
+    check_arguments(args)
     original = find_original_pair(args.checkpoint, args.config)  # (checkpoint, YAML) of a CompVis model
     if original is None:
         model_file = resolve_model_file(args.checkpoint)
@@ -49,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     data = from_dict(DataConfig, run_cfg.get("data", {}))
     if args.data:
         data = dataclasses.replace(data, dataset="folder", path=args.data)
-    if args.resolution:
+    if args.resolution is not None:
         data = dataclasses.replace(data, resolution=args.resolution)
     device = pick_device(args.device)
     model = load_autoencoder(model_file) if original is None else load_compvis_autoencoder(*original)
@@ -60,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = evaluate_autoencoder(model, dataset, perceptual, args.batch_size, device, max_batches)
     metrics = {"checkpoint": str(model_file), "dataset": data.dataset if data.dataset != "folder" else data.path,
                "split": args.split, "resolution": data.resolution, **metrics}
-    out = Path(args.out) if args.out else model_file.parent / "eval-autoencoder"
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(output_folder(args.out) if args.out else model_file.parent / "eval-autoencoder")
     write_text_atomic(out / "eval.json", json.dumps(metrics, indent=2) + "\n")
     fixed = fixed_images(dataset, 16).to(device)
     reconstruction_grid(model, fixed).save(out / "reconstructions.png")

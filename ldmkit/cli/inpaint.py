@@ -41,13 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ldmkit.data.images import load_rgb, read_image
     from ldmkit.pipeline import save_png
-    from ldmkit.pipeline.conditions import check_mask_size
+    from ldmkit.pipeline.conditions import check_mask_not_empty, check_mask_size
     from ldmkit.pipeline.inpaint import inpaint
     from ldmkit.pipeline.metadata import file_sha256
 
     image = load_rgb(args.image)
     mask = read_image(Path(args.mask), f"mask {args.mask}", convert=lambda img: img.copy())
     check_mask_size(mask.size, image.size, f"the mask {args.mask}")
+    check_mask_not_empty(mask, f"the mask {args.mask}")
     path = output_path(args.out, args.image, "_inpainted")
     pipe = load_model(args, args.model)
     inputs = {name: str(Path(file).resolve()) for name, file in (("image", args.image), ("mask", args.mask))}

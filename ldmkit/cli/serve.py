@@ -69,12 +69,15 @@ def run(args: argparse.Namespace) -> int:
     if args.cors and (not args.cors.startswith(("http://", "https://")) or args.cors.count("/") != 2):
         raise ConfigError(f"--cors {args.cors!r} is not a web origin; give scheme://host[:port], e.g. "
                           "https://example.org (no path, no trailing slash)")
+    from ldmkit.serve.registry import model_names
+
+    named = model_names(args.models)  # (NAME=PATH: names checked before anything else)
     sock = _listen(args.host, args.port)  # before loading: a taken port fails at once
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the main thread loads and serves HTTP; the workers get the threads (serve/queue.py)
-    registry = _load(args)
+    registry = _load(args, named)
     from ldmkit.serve.app import create_app
 
     port = sock.getsockname()[1]
@@ -137,7 +140,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, named: list[tuple[str, str]] | None = None):
     import ldmkit
     from ldmkit.device import dtype_name
     from ldmkit.errors import ConfigError
@@ -150,7 +153,7 @@ def _load(args: argparse.Namespace):
         tiny_decoder_per_model,
     )
 
-    named = model_names(args.models)
+    named = model_names(args.models) if named is None else named
     adapters = lora_per_model(args.lora or [], [name for name, _ in named])
     guides = guide_per_model(args.guide or [], [name for name, _ in named])
     tiny = tiny_decoder_per_model(args.tiny_decoder or [], [name for name, _ in named])

@@ -31,23 +31,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_lora_argument(p)
     add_guide_and_decoder_arguments(p)
     add_sampling_arguments(p)
-    p.add_argument("--tile", type=int, default=64, help="tile side in input pixels; larger inputs are tiled")
-    p.add_argument("--overlap", type=int, default=16, help="overlap of neighbouring tiles in input pixels")
+    p.add_argument("--tile", type=int, default=64, help="tile side in input pixels, a multiple of what the model "
+                                                        "takes; larger inputs are tiled (default: %(default)s)")
+    p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in input pixels, less than the tile "
+                                               "(default: a quarter of the tile)")
     p.add_argument("--no-color-fix", action="store_true", help="do not match each tile's mean colour to its input")
     p.add_argument("--strength", type=float, help="start from the input's bicubic enlargement noised this far, 0 .. 1, "
                                                   "instead of from pure noise (img2img)")
 
 
 def output_path(out: str, image: str, suffix: str) -> Path:
-    """OUT itself when it names a .png file, else OUT/<image name><suffix>.png (its folder checked, not created)."""
-    from ldmkit.cli.common import output_folder
+    """OUT itself when it names a .png file, else OUT/<image name><suffix>.png (its folder checked, not created);
+    another image suffix (.jpg, ...) is an error: the output is a PNG, which carries the generation parameters."""
+    from ldmkit.cli.common import IMAGE_FILE_SUFFIXES, output_folder
+    from ldmkit.errors import ConfigError
 
     path = Path(out)
-    if path.suffix.lower() != ".png":
-        path = output_folder(path) / f"{Path(image).stem}{suffix}.png"
-    else:
+    if path.suffix.lower() == ".png" and not path.is_dir():
         output_folder(path.parent)
-    return path
+        return path
+    if path.suffix.lower() in IMAGE_FILE_SUFFIXES and not path.is_dir():
+        raise ConfigError(f"--out {out} names a {path.suffix} file, but the output is a PNG (it carries the "
+                          f"generation parameters); give a .png file, e.g. {path.with_suffix('.png')}, or a folder")
+    return output_folder(path) / f"{Path(image).stem}{suffix}.png"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.pipeline.metadata import file_sha256
     from ldmkit.pipeline.upscale import sr_factor, upscale
 
-    if args.tile < 1 or args.overlap < 0:
-        raise ConfigError(f"--tile must be >= 1 and --overlap >= 0, got {args.tile} and {args.overlap}")
+    if args.tile < 1 or args.overlap is not None and not 0 <= args.overlap < args.tile:
+        raise ConfigError(f"--tile must be >= 1 and --overlap in 0 .. tile - 1 (less than the tile), got {args.tile} "
+                          f"and {args.overlap}; e.g. --tile 64 --overlap 16")
     image = load_rgb(args.image)
     path = output_path(args.out, args.image, "_x4")
     pipe = load_model(args, args.model)

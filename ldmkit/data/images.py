@@ -52,6 +52,8 @@ def read_image(source: Path | bytes, what: str, convert: Callable[[Image.Image],
             return convert(img)
     except FileNotFoundError as err:
         raise DataError(f"{what} does not exist; check the path") from err
+    except IsADirectoryError as err:
+        raise DataError(f"{what} is a folder, not an image file; give the path of an image file") from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise DataError(_too_many_pixels(what, err)) from err
     except UnidentifiedImageError as err:  # (its text names a BytesIO object for bytes)

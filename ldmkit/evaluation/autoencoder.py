@@ -9,6 +9,7 @@ from torch.utils.data import Dataset
 
 from ldmkit.data.images import make_grid
 from ldmkit.data.loader import eval_loader
+from ldmkit.errors import DataError
 from ldmkit.evaluation.image_metrics import psnr, ssim
 from ldmkit.progress import progress
 
@@ -44,6 +45,9 @@ def evaluate_autoencoder(model: nn.Module, dataset: Dataset, perceptual: nn.Modu
             used = model.quantize.nearest(model.latent(x)).flatten().bincount(minlength=model.config.n_embed) > 0
             codes = used if codes is None else codes | used
         n += x.shape[0]
+    if n == 0:
+        raise DataError(f"no image of {dataset} could be read, so there is nothing to evaluate; check the images "
+                        "(the warnings above name the unreadable ones)")
     metrics = {key: value / max(n, 1) for key, value in totals.items()}
     if perceptual is None:
         del metrics["perceptual"]

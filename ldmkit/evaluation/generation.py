@@ -15,13 +15,14 @@ of conditions.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, default_collate
 
 from ldmkit.data.conditions import batch_condition, batch_keys
+from ldmkit.data.folder import TOP_LEVEL_CLASS
 from ldmkit.data.transforms import derive_seed, stream_generators
 from ldmkit.errors import ConfigError
 from ldmkit.evaluation.feature_networks import FeatureNetwork
@@ -30,14 +31,20 @@ from ldmkit.pipeline.generate import Pipeline
 from ldmkit.progress import progress
 from ldmkit.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 
+if TYPE_CHECKING:
+    from ldmkit.conditioning.config import ConditioningConfig
+
 PICK_STREAM, PREPARE_STREAM = 101, 102  # random streams of a sample's seed: which reference image, its condition
 
 
 class DataConditions:
-    """seeds -> the condition of a batch (the conditioner's tensor form), from random samples of a dataset."""
+    """seeds -> the condition of a batch (the conditioner's tensor form), from random samples of a dataset.
 
-    def __init__(self, dataset: Dataset, pipe: Pipeline):
+    A class-conditional model gets each image's class as the model's label for it (`model_labels`)."""
+
+    def __init__(self, dataset: Dataset, pipe: Pipeline, source: str = "the dataset"):
         self.dataset, self.pipe = dataset, pipe
+        self.labels = model_labels(pipe.config.conditioning, list(getattr(dataset, "class_names", [])), source)
 
     def picks(self, seeds: Sequence[int]) -> list[int]:
         """The reference index each seed takes its condition from."""
@@ -46,9 +53,39 @@ class DataConditions:
 
     def __call__(self, seeds: Sequence[int]) -> Any:
         batch = default_collate([self.dataset[j] for j in self.picks(seeds)])
+        if self.labels is not None:
+            batch["label"] = self.labels[torch.as_tensor(batch["label"]).long()]
         batch = {k: v.to(self.pipe.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         batch["seed"] = torch.tensor(list(seeds))
         return batch_condition(self.pipe.config.conditioning, batch, stream_generators(list(seeds), PREPARE_STREAM))
+
+
+def model_labels(cfg: ConditioningConfig, classes: list[str], source: str) -> torch.Tensor | None:
+    """For a class-conditional model: the model's label of each of a dataset's `classes` (its class_names,
+    which its labels index): by name where the model names its classes, else index for index, which needs
+    as many classes as the model has. None for other models. A clear error where they do not fit."""
+    if "class" not in cfg.kinds or not classes:
+        return None
+    names, count = list(cfg.class_label.names), cfg.class_label.num_classes
+    if classes == [TOP_LEVEL_CLASS]:
+        theirs = f"named as the model's classes: {', '.join(names)}" if names else f"the model's {count} classes"
+        raise ConfigError(f"--condition-from-data: {source} has no class sub-folders, so every sample would get one "
+                          f"class; sort its images into one sub-folder per class ({theirs})")
+    if TOP_LEVEL_CLASS in classes:
+        raise ConfigError(f"--condition-from-data: {source} has images at its top level, outside any class "
+                          "sub-folder; move them into the sub-folder of their class")
+    if names:
+        unknown = [name for name in classes if name not in names]
+        if unknown:
+            raise ConfigError(f"--condition-from-data: {source} has classes this model does not know "
+                              f"({', '.join(map(repr, unknown))}); name its class sub-folders after the model's "
+                              f"classes ({', '.join(names)}), or remove the others")
+        return torch.tensor([names.index(name) for name in classes])
+    if len(classes) != count:
+        raise ConfigError(f"--condition-from-data: {source} has {len(classes)} classes ({', '.join(classes)}), but "
+                          f"the model has {count} and no class names to match them by; give a dataset with {count} "
+                          f"class sub-folders, which in sorted order are the model's labels 0 .. {count - 1}")
+    return None
 
 
 def check_conditions(pipe: Pipeline, conditions: Callable | None) -> None:

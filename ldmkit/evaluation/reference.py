@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,19 @@ class ReferenceStats:
 
     @classmethod
     def load(cls, path: str | Path) -> ReferenceStats:
+        fix = "give a .npz of statistics written by `ldmkit eval` or pytorch-fid --save-stats, or an image folder"
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+        except FileNotFoundError as err:
+            raise DataError(f"reference statistics {path} do not exist; check the path") from err
+        except (ValueError, EOFError, zipfile.BadZipFile) as err:  # (numpy reads what is no .npz as a pickle, which
+            raise DataError(f"reference statistics {path} are not a NumPy .npz archive; {fix}") from err  # it refuses)
+        except OSError as err:
+            raise DataError(f"cannot read reference statistics {path}: {err.strerror or err}; {fix}") from err
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a single .npy array
+            raise DataError(f"reference statistics {path} are a single array, not a .npz archive of arrays; {fix}")
+        try:
+            with data:
                 if "mu" not in data or "sigma" not in data:
                     raise DataError(f"{path} has no 'mu' and 'sigma' arrays (it holds {', '.join(data.files)}); "
                                     "give a statistics file written by `ldmkit eval` or pytorch-fid --save-stats")
@@ -73,8 +85,8 @@ class ReferenceStats:
                 return cls(np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64), features,
                            int(data["n"]) if "n" in data else 0,
                            json.loads(str(data["key"])) if "key" in data else None)
-        except (OSError, ValueError) as err:
-            raise DataError(f"cannot read reference statistics {path}: {err}") from err
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise DataError(f"cannot read reference statistics {path} ({err}); {fix}") from err
 
     def check_network(self, network: FeatureNetwork, source: str) -> None:
         """A clear error when these statistics come from another feature space than `network`'s."""

@@ -20,6 +20,8 @@ import torch
 
 from ldmkit.errors import CheckpointError
 
+REPLACE = "check that it is the model's weights file (not another kind of file), or download it again"
+
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of a `.safetensors` file or a (Lightning) pickle, read without running pickled code."""
@@ -33,7 +35,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
+            raise CheckpointError(f"{path} is not a readable safetensors file ({err}); {REPLACE}") from err
     try:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -44,13 +46,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))  # the Python object the pickle asks for
         if found is None:
-            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (its pickle is damaged)") from err
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (its pickle is damaged); "
+                                  f"{REPLACE}") from err
         raise CheckpointError(
             f"{path} pickles Python objects besides tensors (e.g. {found.group(1)}), and loading those can run "
             "arbitrary code; ldmkit reads checkpoints with torch.load(weights_only=True) only. Use a .safetensors "
             "release of the model, or convert this file to .safetensors with a tool you trust.") from err
     except Exception as err:  # torch.load fails on a damaged file with many error types
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err}); "
+                              f"{REPLACE}") from err
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors (expected a 'state_dict' entry)")

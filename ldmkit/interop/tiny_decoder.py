@@ -22,6 +22,7 @@ from ldmkit.errors import CheckpointError, DataError
 from ldmkit.interop.diffusers_folders import CONFIG, read_model_folder
 from ldmkit.interop.tensor_files import read_state_dict
 
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 WHAT = ("give a diffusers AutoencoderTiny folder (e.g. madebyollin/taesd), TAESD's taesd_decoder.safetensors, "
         "or an ldmkit tiny-decoder file")
 
@@ -51,6 +52,8 @@ def load_tiny_decoder(path: str | Path) -> TinyDecoder:
         cfg = TinyDecoderConfig(latent_channels=config.get("latent_channels", 4), channels=channels.pop(),
                                 blocks=tuple(config.get("num_decoder_blocks", (3, 3, 3, 1))))
         tensors = {k.removeprefix("decoder."): v for k, v in tensors.items() if k.startswith("decoder.")}
+    elif path.suffix.lower() not in WEIGHT_SUFFIXES:
+        raise DataError(f"the tiny decoder {path} is not a weights file ({', '.join(WEIGHT_SUFFIXES)}); {WHAT}")
     elif _is_ldmkit_file(path):
         cfg, tensors = load_typed_model_file(path, KIND, TinyDecoderConfig)
     else:

@@ -35,7 +35,8 @@ def resolve_adapter_file(path: str | Path) -> Path:
                                   "run code); convert it to safetensors")
         return path
     if not path.exists():
-        raise CheckpointError(f"LoRA {path} does not exist")
+        raise CheckpointError(f"LoRA {path} does not exist; check the path (an ldmkit LoRA run, checkpoint folder "
+                              "or file, or a kohya / diffusers LoRA .safetensors)")
     for candidate in (path / MODEL_FILE, path / DIFFUSERS_FILE):
         if candidate.is_file():
             return candidate

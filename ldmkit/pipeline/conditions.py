@@ -119,6 +119,13 @@ def check_mask_size(mask: tuple[int, int], image: tuple[int, int], what: str = "
                          "the image's size (white = fill)")
 
 
+def check_mask_not_empty(mask: Any, what: str = "the mask") -> None:
+    """A clear error for a mask with nothing to fill (no pixel white, >= 50 % grey)."""
+    if not mask_tensor(mask).any():
+        raise DataError(f"{what} is empty (all black): nothing to inpaint; white (>= 50 % grey) marks the part to "
+                        "fill, black the part to keep")
+
+
 def class_index(cfg: ConditioningConfig, value: Any) -> int:
     """A class index from an index, a class name or a unique prefix of one, range-checked."""
     section, names = cfg.class_label, cfg.class_label.names

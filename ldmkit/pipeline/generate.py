@@ -133,8 +133,8 @@ class Pipeline:
             if "eta" not in sampler_options(sampler):
                 takers = ", ".join(name for name in SAMPLERS if "eta" in sampler_options(name))
                 raise ConfigError(f"sampler {sampler!r} has no eta (only {takers} do); drop it")
-            if not math.isfinite(eta) or eta < 0:
-                raise ConfigError(f"eta must be a finite number >= 0, got {eta!r}; use 0 (deterministic) to 1")
+            if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:  # (nan fails too)
+                raise ConfigError(f"eta must be a number in [0, 1], got {eta!r}; use 0 (deterministic) to 1")
         if guidance_interval is not None:
             low, high = guidance_interval
             if guidance == 1.0:

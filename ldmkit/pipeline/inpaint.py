@@ -20,7 +20,13 @@ from PIL import Image
 
 from ldmkit.data.images import flatten_to_rgb, to_tensor, to_uint8
 from ldmkit.errors import ConfigError, ShapeError
-from ldmkit.pipeline.conditions import check_mask_size, image_tensor, mask_tensor, model_name
+from ldmkit.pipeline.conditions import (
+    check_mask_not_empty,
+    check_mask_size,
+    image_tensor,
+    mask_tensor,
+    model_name,
+)
 from ldmkit.pipeline.generate import Pipeline
 from ldmkit.pipeline.metadata import PNG_KEY, image_metadata
 from ldmkit.pipeline.model import LatentDiffusion
@@ -52,6 +58,8 @@ def inpaint_tensor(pipe: Pipeline, images: torch.Tensor, masks: torch.Tensor, st
         check_strength(strength)
     images = torch.stack([image_tensor(x, "inpainting image") for x in (images if images.dim() == 4 else [images])])
     masks = torch.stack([mask_tensor(m) for m in (masks if masks.dim() == 4 else [masks])])  # (B, 1, H, W) in {0, 1}
+    for i, m in enumerate(masks):
+        check_mask_not_empty(m, "the mask" if masks.shape[0] == 1 else f"mask {i}")
     if images.shape[0] != masks.shape[0] or images.shape[-2:] != masks.shape[-2:]:
         raise ShapeError(f"got masks {tuple(masks.shape)} for images {tuple(images.shape)}; give one mask of each "
                          "image's size")

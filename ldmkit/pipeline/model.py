@@ -106,8 +106,9 @@ class LatentDiffusion(nn.Module):
                                  f"{multiple}, e.g. {self.config.image_size}")
             if size % multiple:
                 low, high = size // multiple * multiple, (size // multiple + 1) * multiple
+                near = f"{low} or {high}" if low else f"{high} or another multiple of {multiple}"
                 raise ShapeError(f"{name} {size} px is not a multiple of {multiple} (first-stage f = {self.factor} "
-                                 f"x UNet multiple {self.config.unet.size_multiple}); use {low or high} or {high}")
+                                 f"x UNet multiple {self.config.unet.size_multiple}); use {near}")
         if height < self.minimum_size and width < self.minimum_size:
             raise ShapeError(f"{width}x{height} px is too small for this model: its UNet's lowest level would be 1 x 1 "
                              f"pixel; make one side {self.minimum_size} px or more")

@@ -48,6 +48,30 @@ def lr_multiple(model: LatentDiffusion) -> int:
     return math.lcm(hr, factor) // factor
 
 
+def smallest_tile(model: LatentDiffusion) -> int:
+    """LR pixels one side of a tile needs at least (a multiple of `lr_multiple`)."""
+    m = lr_multiple(model)
+    return math.ceil(model.minimum_size / sr_factor(model) / m) * m
+
+
+def tile_sizes(model: LatentDiffusion, tile: int, overlap: int | None = None) -> tuple[int, int]:
+    """(tile, overlap) in LR pixels, checked to be what the model can take: the tile a multiple of
+    `lr_multiple`, at least `smallest_tile`; the overlap a multiple too, in 0 .. tile - multiple (None: a
+    quarter of the tile). A clear error naming the valid range otherwise, never a silent adjustment."""
+    m, smallest = lr_multiple(model), smallest_tile(model)
+    step = f", a multiple of {m}" if m > 1 else ""
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < smallest or tile % m:
+        near = max(smallest, tile // m * m) if isinstance(tile, int) else 64
+        raise ConfigError(f"tile must be a whole number of LR pixels >= {smallest}{step} (what this model takes), "
+                          f"got {tile!r}; use e.g. {near}")
+    if overlap is None:
+        overlap = tile // 4 // m * m
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap <= tile - m or overlap % m:
+        raise ConfigError(f"overlap must be a whole number of LR pixels in 0 .. {tile - m}{step} (less than the tile "
+                          f"of {tile}), got {overlap!r}; use e.g. {tile // 4 // m * m}, or a larger tile")
+    return tile, overlap
+
+
 def _match_mean(out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
     """Shift out (B, 3, H, W) per channel to the mean colour of lr (B, 3, h, w)."""
     return out + (lr.mean(dim=(2, 3), keepdim=True) - out.mean(dim=(2, 3), keepdim=True))
@@ -56,29 +80,28 @@ def _match_mean(out: torch.Tensor, lr: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
                    seed: int = 0,
-                   guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
+                   guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int | None = None,
                    color_fix: bool = True, callback: Callable[[dict], None] | None = None,
                    strength: float | None = None) -> torch.Tensor:
     """lr (3, h, w) or (1, 3, h, w) in [-1, 1] -> (1, 3, factor h, factor w) in [-1, 1].
 
     `strength` in [0, 1]: start each tile from its bicubic enlargement noised that far (img2img,
     sampling/img2img.py) instead of from pure noise.
-    `tile` and `overlap` are in LR pixels (rounded down to multiples of `lr_multiple`, tiles no smaller than
-    the model takes); `callback(info)`
-    gets every step's report (sampling/progress.py) of every tile, with "tile" (index) and "tiles"."""
+    `tile` and `overlap` are in LR pixels, as `tile_sizes` checks them (overlap None: a quarter of the tile);
+    `callback(info)` gets every step's report (sampling/progress.py) of every tile, with "tile" (index) and
+    "tiles"."""
     model = pipe.model
     if strength is not None:
         check_strength(strength)
+    tile, overlap = tile_sizes(model, tile, overlap)
     factor, m = sr_factor(model), lr_multiple(model)
     lr = image_tensor(lr, "low-resolution image")[None].to(pipe.device)  # (1, 3, h, w)
     h, w = lr.shape[-2:]
     height, width = math.ceil(h / m) * m, math.ceil(w / m) * m
-    smallest = math.ceil(model.minimum_size / factor / m) * m  # LR pixels one side of a tile needs at least
+    smallest = smallest_tile(model)
     if height < smallest and width < smallest:
         height = smallest
     padded = F.pad(lr, (0, width - w, 0, height - h), mode="replicate")  # (1, 3, H, W)
-    tile = max(smallest, tile // m * m)
-    overlap = min(max(0, overlap // m * m), tile - m)
     f = model.factor
     shape = model.latent_shape(height * factor, width * factor)  # (C, H factor / f, W factor / f)
     x_T = randn_like_per_sample((1, *shape), seeded_generators([seed]), "cpu", torch.float32)
@@ -111,11 +134,12 @@ def upscale_tensor(pipe: Pipeline, lr: torch.Tensor, steps: int = DEFAULT_STEPS,
 
 def upscale(pipe: Pipeline, image: Image.Image, steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER,
             seed: int = 0,
-            guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int = 16,
+            guidance: float = 1.0, eta: float | None = None, tile: int = 64, overlap: int | None = None,
             color_fix: bool = True, inputs: dict | None = None,
             callback: Callable[[dict], None] | None = None, strength: float | None = None) -> Image.Image:
     """A PIL image upscaled `factor` times (transparency is flattened onto white first), carrying its
     generation parameters (pipeline/metadata.py; `inputs` describes where the input came from)."""
+    tile, overlap = tile_sizes(pipe.model, tile, overlap)  # (the overlap recorded is the one used)
     lr = to_tensor(flatten_to_rgb(image))
     out = to_pil(upscale_tensor(pipe, lr, steps, sampler, seed, guidance, eta, tile, overlap, color_fix, callback,
                                 strength)[0])

@@ -89,8 +89,8 @@ def sample_ddim(
     from the per-sample `generators`. Without a `spacing` it walks CompVis' "uniform" timesteps where they
     stay within [0, T - 1], else "leading" with offset 1 (3, 9, 300 steps, ...; timesteps.py), so any step
     count works and the counts CompVis takes keep its result."""
-    if eta < 0:
-        raise ConfigError(f"DDIM eta must be >= 0, got {eta}")
+    if not 0 <= eta <= 1:
+        raise ConfigError(f"DDIM eta must be in [0, 1], got {eta}; use 0 (deterministic) to 1")
     if eta > 0:
         generators = check_generators(generators, x.shape[0], "DDIM with eta > 0")
     taus = discrete_timesteps(schedule.num_timesteps, steps, spacing, offset)

@@ -122,17 +122,30 @@ class Registry:
 
 
 def model_names(specs: list[str]) -> list[tuple[str, str]]:
-    """[(name, path)] for the command line's MODEL arguments (NAME=PATH or PATH), names unique."""
-    out: list[tuple[str, str]] = []
+    """[(name, path)] for the command line's MODEL arguments (NAME=PATH or PATH), names unique: a name given
+    twice is an error; a model named after its file gets -2, -3, ... where that name is taken."""
+    given: list[tuple[str | None, str]] = []  # (the NAME of NAME=PATH or None, path)
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or Path(spec).exists():
-            name, path = _name_of(spec), spec
-        elif not NAME.match(name):
+            given.append((None, spec))
+            continue
+        if not NAME.match(name):
             raise ConfigError(f"model name {name!r} (in {spec!r}): use up to 64 letters, digits, '.', '_' or '-'")
-        base, k = name, 2
-        while name in {n for n, _ in out}:
-            name, k = f"{base}-{k}", k + 1
+        twice = [p for n, p in given if n == name]
+        if twice:
+            raise ConfigError(f"the model name {name!r} is given twice ({name}={twice[0]} and {spec}); give each "
+                              "served model its own NAME=")
+        given.append((name, path))
+    taken = {name for name, _ in given if name is not None}
+    out: list[tuple[str, str]] = []
+    for name, path in given:
+        if name is None:
+            base = name = _name_of(path)
+            k = 2
+            while name in taken:
+                name, k = f"{base}-{k}", k + 1
+            taken.add(name)
         out.append((name, path))
     return out
 

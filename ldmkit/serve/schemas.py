@@ -50,7 +50,7 @@ class Sampling(BaseModel):
                                                                 "default: the first one served that does the task")
     steps: int = Field(DEFAULT_STEPS, ge=1, le=MAX_STEPS)
     sampler: Literal[tuple(SAMPLERS)] = DEFAULT_SAMPLER
-    eta: float | None = Field(None, ge=0, le=10, allow_inf_nan=False)
+    eta: float | None = Field(None, allow_inf_nan=False)  # 0 .. 1: checked with the sampler (Pipeline.check)
     guidance: float = Field(1.0, ge=0, le=100, allow_inf_nan=False, description="classifier-free guidance (1: off)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="image i gets seed + i")
 
@@ -91,8 +91,8 @@ class UpscaleRequest(Sampling):
     """`ldmkit upscale`: a super-resolution model."""
 
     image: Image64
-    tile: int = Field(64, ge=1, le=4096)
-    overlap: int = Field(16, ge=0, le=4096)
+    tile: int = Field(64, ge=1, le=4096, description="tile side in LR pixels, a multiple of what the model takes")
+    overlap: int | None = Field(None, ge=0, le=4096, description="less than the tile; default: a quarter of it")
     color_fix: bool = True
 
 

@@ -19,7 +19,7 @@ from ldmkit.pipeline import conditions
 from ldmkit.pipeline.generate import SHORTCUTS
 from ldmkit.pipeline.inpaint import inpaint
 from ldmkit.pipeline.metadata import add_inputs
-from ldmkit.pipeline.upscale import upscale
+from ldmkit.pipeline.upscale import tile_sizes, upscale
 from ldmkit.serve.errors import ApiError
 from ldmkit.serve.images import decode_image
 from ldmkit.serve.registry import ServedModel
@@ -92,6 +92,7 @@ def upscale_work(model: ServedModel, image: Image.Image, digest: str, options: d
     factor = model.conditioning.low_res.factor
     check_pixels(image.height * factor, image.width * factor, limits, "the upscaled image")
     model.pipe.check(options["steps"], options["sampler"], options["guidance"], options["eta"])
+    tile_sizes(model.pipe.model, options["tile"], options["overlap"])  # (a ConfigError: 422)
     return lambda callback: [upscale(model.pipe, image, **options, inputs={"image_sha256": digest},
                                      callback=callback)]
 
@@ -102,6 +103,7 @@ def inpaint_work(model: ServedModel, images: list[tuple[Image.Image, str]], mask
     check_count(n, limits)
     for image, _ in images:
         conditions.check_mask_size(mask[0].size, image.size)  # (a ShapeError: 422)
+    conditions.check_mask_not_empty(mask[0])
     model.pipe.check(options["steps"], options["sampler"], options["guidance"], options["eta"])
 
     def work(callback: Callback) -> list[Image.Image]:

@@ -15,6 +15,8 @@ from PIL import Image
 
 from ldmkit.cli import COMMANDS, main
 
+from .conftest import KINDS, write_model_file
+
 LDM_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "ldm" / "emoji64-kl-f4.yaml"
 AE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "autoencoder" / "kl-f4-emoji64.yaml"
 ROWS = [
@@ -45,7 +47,10 @@ ROWS = [
      r"steps must be at most the model's 1000 training timesteps, got 1001"),
     ("sampler-unknown", "sample {model} --sampler lms", "none", r"sampler 'lms' is unknown; choose one of"),
     ("eta-for-ddpm", "sample {model} --sampler ddpm --eta 0.5", "none", r"sampler 'ddpm' has no eta \(only ddim"),
-    ("eta-negative", "sample {model} --eta -1", "none", r"eta must be a finite number >= 0"),
+    ("eta-negative", "sample {model} --eta -1", "none", r"eta must be a number in \[0, 1\], got -1.0"),
+    ("eta-above-1", "sample {model} --sampler ddim --eta 5", "none",
+     r"eta must be a number in \[0, 1\], got 5.0; use 0 \(deterministic\) to 1"),
+    ("eta-nan", "sample {model} --sampler ddim --eta nan", "none", r"eta must be a number in \[0, 1\], got nan"),
     ("height-not-multiple", "sample {model} --height 31", "none", r"height 31 px is not a multiple of 2"),
     ("n-zero", "sample {model} --n 0", "none", r"n must be a whole number >= 1"),
     ("width-zero", "sample {model} --width 0", "none", r"width must be a whole number of pixels > 0, got 0"),
@@ -103,6 +108,26 @@ ROWS = [
      r"this is a 'class' model; upscaling needs a super-resolution model"),
     ("upscale-tile-zero", "upscale {tmp}/small.png --model {model} --out {tmp}/up --tile 0", "low_res",
      r"--tile must be >= 1"),
+    ("upscale-overlap-as-large-as-the-tile", "upscale {tmp}/small.png --model {model} --out {tmp}/up --tile 8 "
+     "--overlap 8", "low_res", r"--overlap in 0 .. tile - 1 \(less than the tile\), got 8 and 8"),
+    ("upscale-overlap-negative", "upscale {tmp}/small.png --model {model} --out {tmp}/up --overlap -1", "low_res",
+     r"--overlap in 0 .. tile - 1"),
+    ("upscale-out-jpg", "upscale {tmp}/small.png --model {model} --out {tmp}/x.jpg", "low_res",
+     r"--out .*x.jpg names a .jpg file, but the output is a PNG .*; give a .png file, e.g. .*x.png, or a folder"),
+    ("inpaint-out-jpg", "inpaint {tmp}/image.png {tmp}/mask.png --model {model} --out {tmp}/y.jpeg", "inpaint",
+     r"--out .*y.jpeg names a .jpeg file, but the output is a PNG"),
+    ("sample-out-png", "sample {model} --out {tmp}/z.png", "none",
+     r"--out .*z.png names an image file, but this command writes a folder .*; give a folder, e.g. .*/z$"),
+    ("inpaint-empty-mask", "inpaint {tmp}/image.png {tmp}/black.png --model {model} --out {tmp}/o.png", "inpaint",
+     r"the mask .*black.png is empty \(all black\): nothing to inpaint; white .* marks the part to fill"),
+    ("init-image-a-folder", "sample {model} --init-image {tmp}/adir.png", "none",
+     r"image .*adir.png is a folder, not an image file; give the path of an image file"),
+    ("init-image-1x1", "sample {model} --init-image {tmp}/one.png", "none",
+     r"is 1x1 px, which sets the image size: height 1 px is not a multiple of 2 .*; use 2 or another multiple of 2"),
+    ("tiny-decoder-an-image", "sample {model} --tiny-decoder {tmp}/plain.png", "none",
+     r"tiny decoder .*plain.png is not a weights file \(.safetensors, .*\); give a diffusers AutoencoderTiny folder"),
+    ("lora-missing", "sample {model} --lora {tmp}/nope.safetensors", "none",
+     r"LoRA .*nope.safetensors does not exist; check the path \(an ldmkit LoRA run"),
     ("inpaint-mask-of-another-size", "inpaint {tmp}/image.png {tmp}/small.png --model {model} --out {tmp}/o",
      "inpaint", r"the mask .*small.png is 8x8 px but the image 16x16; give a mask of the image's size"),
     ("inpaint-with-an-unconditional-model", "inpaint {tmp}/image.png {tmp}/mask.png --model {model} --out {tmp}/o",
@@ -115,6 +140,43 @@ ROWS = [
      r"guidance needs a conditional model"),
     ("eval-condition-from-data-unconditional", "eval {model} --ref {tmp}/refs --n 2 --condition-from-data "
      "--out {tmp}/ev", "none", r"--condition-from-data gives each sample a condition, but this model is unconditional"),
+    ("eval-inception-weights-with-effnet", "eval {model} --ref {tmp}/refs --n 2 --inception-weights {tmp}/nope.pth "
+     "--out {tmp}/ev", "none", r"--inception-weights is for --features inception, but the features are effnet; add "
+     r"--features inception \(FID\) or drop --inception-weights"),
+    ("eval-ref-junk-npz", "eval {model} --ref {tmp}/junk.npz --n 2 --out {tmp}/ev", "none",
+     r"reference statistics .*junk.npz are not a NumPy .npz archive; give a .npz of statistics written by "
+     r"`ldmkit eval`"),
+    ("eval-condition-from-data-unknown-class-folders", "eval {model} --ref {tmp}/refs-named --n 2 "
+     "--condition-from-data --out {tmp}/ev", "class", r"refs-named has classes this model does not know \('durian'\); "
+     r"name its class sub-folders after the model's classes \(apple, banana, cherry\)"),
+    ("eval-condition-from-data-flat-folder", "eval {model} --ref {tmp}/refs --n 2 --condition-from-data "
+     "--out {tmp}/ev", "class", r"refs has no class sub-folders, so every sample would get one class; sort its "
+     r"images into one sub-folder per class \(named as the model's classes: apple, banana, cherry\)"),
+    ("eval-condition-from-data-images-at-the-top", "eval {model} --ref {tmp}/refs-mixed --n 2 --condition-from-data "
+     "--out {tmp}/ev", "class", r"refs-mixed has images at its top level, outside any class sub-folder"),
+    ("eval-condition-from-data-more-classes-than-an-unnamed-model", "eval {tmp}/class-unnamed.safetensors --ref "
+     "{tmp}/refs-abcde --n 2 --condition-from-data --out {tmp}/ev", None,
+     r"refs-abcde has 5 classes \(a, b, c, d, e\), but the model has 3 and no class names to match them by; give a "
+     r"dataset with 3 class sub-folders"),
+    ("eval-condition-from-data-fewer-classes-than-an-unnamed-model", "eval {tmp}/class-unnamed.safetensors --ref "
+     "{tmp}/refs-ab --n 2 --condition-from-data --out {tmp}/ev", None, r"refs-ab has 2 classes \(a, b\), but the "
+     r"model has 3"),
+    ("eval-autoencoder-batch-size-zero", "eval-autoencoder {tmp}/autoencoder.safetensors --batch-size 0 "
+     "--out {tmp}/ea", None, r"--batch-size must be a whole number >= 1, got 0"),
+    ("eval-autoencoder-resolution-negative", "eval-autoencoder {tmp}/autoencoder.safetensors --resolution -8 "
+     "--out {tmp}/ea", None, r"--resolution must be a whole number of pixels >= 8, got -8"),
+    ("eval-autoencoder-resolution-zero", "eval-autoencoder {tmp}/autoencoder.safetensors --resolution 0 "
+     "--out {tmp}/ea", None, r"--resolution must be a whole number of pixels >= 8, got 0"),
+    ("eval-autoencoder-max-images-zero", "eval-autoencoder {tmp}/autoencoder.safetensors --max-images 0 "
+     "--out {tmp}/ea", None, r"--max-images must be a whole number >= 1, got 0; drop it to evaluate every image"),
+    ("eval-autoencoder-max-images-negative", "eval-autoencoder {tmp}/autoencoder.safetensors --max-images -1 "
+     "--out {tmp}/ea", None, r"--max-images must be a whole number >= 1, got -1"),
+    ("eval-autoencoder-out-png", "eval-autoencoder {tmp}/autoencoder.safetensors --out {tmp}/ea.png", None,
+     r"--out .*ea.png names an image file, but this command writes a folder"),
+    ("cache-latents-batch-size-zero", "cache-latents configs/ldm/emoji64-kl-f4.yaml --batch-size 0", None,
+     r"--batch-size must be a whole number >= 1, got 0"),
+    ("cache-latents-out", "cache-latents configs/ldm/emoji64-kl-f4.yaml --out {tmp}/cache", None,
+     r"--out does nothing here: the cache goes where `ldmkit train` looks for it .*; drop --out"),
     ("train-config-missing", "train {tmp}/nope.yaml", None, r"config file .*nope.yaml does not exist"),
     ("train-unknown-key", "train configs/ldm/emoji64-kl-f4.yaml --set train.stpes=5 --out {tmp}/run", None,
      r"unknown config key 'train.stpes' \(did you mean 'train.steps'\?\)"),
@@ -146,6 +208,20 @@ def files(tmp_path_factory):
     for i in range(3):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp / "refs" / f"{i}.png")
     (tmp / "bad.json").write_text(json.dumps({"images": []}))
+    (tmp / "adir.png").mkdir()
+    (tmp / "junk.npz").write_text("junk\n")
+    Image.new("RGB", (1, 1)).save(tmp / "one.png")
+    Image.new("L", (16, 16), 0).save(tmp / "black.png")
+    for name, classes in (("refs-named", ("apple", "banana", "cherry", "durian")), ("refs-abcde", "abcde"),
+                          ("refs-ab", "ab"), ("refs-mixed", ("apple", "banana"))):
+        for label in classes:
+            (tmp / name / label).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp / name / label / f"{i}.png")
+    Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp / "refs-mixed" / "top.png")
+    class_section, unet = KINDS["class"]
+    unnamed = {**class_section, "class_label": {**class_section["class_label"], "names": []}}
+    write_model_file(tmp / "class-unnamed.safetensors", unnamed, **unet)
     (tmp / "empty-run").mkdir()
     tensors, cfg = autoencoder_state(build_autoencoder(AutoencoderConfig(kind="kl", ch=32, ch_mult=(1,),
                                                                            num_res_blocks=1)))
@@ -186,3 +262,20 @@ def test_a_command_that_fails_its_checks_writes_nothing(argv, files, tiny_models
     out = files / "never"
     assert main([*shlex.split(argv.format(model=tiny_models["none"], tmp=files)), "--out", str(out)]) == 2
     assert not out.exists(), capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, kind", [("upscale {tmp}/small.png --model {model}", "low_res"),
+                                        ("inpaint {tmp}/image.png {tmp}/mask.png --model {model}", "inpaint"),
+                                        ("sample {model} --n 1 --steps 1", "none")])
+@pytest.mark.parametrize("name", ["out.jpg", "out.webp", "out.png"])
+def test_an_out_named_like_an_image_file_is_never_made_a_folder(argv, kind, name, files, tiny_models, tmp_path,
+                                                                 capsys):
+    import shlex
+
+    out = tmp_path / name
+    code = main([*shlex.split(argv.format(model=tiny_models[kind], tmp=files)), "--out", str(out), "--device", "cpu"])
+    err = capsys.readouterr().err
+    if name.endswith(".png") and not argv.startswith("sample"):  # upscale / inpaint: OUT is the PNG itself
+        assert code == 0 and out.is_file(), err
+    else:
+        assert code == 2 and "names a" in err and not out.exists(), err

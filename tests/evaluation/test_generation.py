@@ -85,3 +85,32 @@ def test_a_class_conditional_model_samples_with_the_labels_of_random_reference_i
     assert samples.features.shape == (4, 8)
     expected = [dataset[j]["label"] for j in conditions.picks([0, 1, 2, 3])]  # the folders a/ and b/
     assert seen[0].tolist() == expected
+
+
+def test_reference_classes_map_to_the_model_classes_by_name_before_anything_is_sampled():
+    from ldmkit.conditioning.sections import ClassConfig
+    from ldmkit.evaluation.generation import model_labels
+
+    named = ConditioningConfig(kind="class", class_label=ClassConfig(3, 16, names=("apple", "banana", "cherry")))
+    assert model_labels(named, ["banana", "cherry"], "refs").tolist() == [1, 2]  # folder i -> the model's label
+    with pytest.raises(ConfigError, match=r"refs has classes this model does not know \('durian'\)"):
+        model_labels(named, ["apple", "durian"], "refs")
+    with pytest.raises(ConfigError, match="refs has no class sub-folders"):
+        model_labels(named, ["(root)"], "refs")
+    unnamed = ConditioningConfig(kind="class", class_label=ClassConfig(3, 16))
+    assert model_labels(unnamed, ["a", "b", "c"], "refs") is None  # index for index
+    for classes in (["a", "b"], ["a", "b", "c", "d"]):
+        with pytest.raises(ConfigError, match=f"refs has {len(classes)} classes .*but the model has 3 and no class"):
+            model_labels(unnamed, classes, "refs")
+    assert model_labels(ConditioningConfig(kind="text"), ["(root)"], "refs") is None
+
+    class Fruit(ListDataset):
+        class_names = ["banana", "cherry"]
+
+        def __getitem__(self, i):
+            return {**super().__getitem__(i), "label": i % 2}
+
+    pipe = SimpleNamespace(config=SimpleNamespace(conditioning=named), device=torch.device("cpu"))
+    conditions = DataConditions(Fruit(), pipe, "refs")
+    picks = conditions.picks([0, 1, 2, 3])
+    assert conditions([0, 1, 2, 3]).tolist() == [1 + j % 2 for j in picks]  # banana: 1, cherry: 2

@@ -52,6 +52,18 @@ def test_foreign_or_mismatched_statistics_are_checked(tiny_features, tmp_path):
         reference_statistics(tmp_path / "nowhere", tiny_features, resolution=16)
 
 
+@pytest.mark.parametrize("name, write, message", [
+    ("text.npz", lambda path: path.write_text("junk\n"), "are not a NumPy .npz archive; give a .npz of statistics"),
+    ("broken.npz", lambda path: path.write_bytes(b"PK\x03\x04" + b"\x00" * 40), "are not a NumPy .npz archive"),
+    ("array.npz", lambda path: np.save(open(path, "wb"), np.zeros(3)), "are a single array, not a .npz archive"),
+    ("missing.npz", lambda path: None, "missing.npz do not exist; check the path")])
+def test_a_file_that_is_no_statistics_archive_is_one_clear_error(tiny_features, tmp_path, name, write, message):
+    write(tmp_path / name)
+    with pytest.raises(DataError, match=message) as caught:
+        reference_statistics(tmp_path / name, tiny_features)
+    assert "allow_pickle" not in str(caught.value)  # (numpy's advice to unpickle it: never ldmkit's)
+
+
 def test_a_reference_subset_is_fixed_and_bounded(image_folder, tiny_features, tmp_path):
     a = reference_statistics(image_folder, tiny_features, resolution=16, split="all", n=6, cache_dir=tmp_path / "a")
     b = reference_statistics(image_folder, tiny_features, resolution=16, split="all", n=6, cache_dir=tmp_path / "b")

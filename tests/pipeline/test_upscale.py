@@ -111,3 +111,30 @@ def test_cli_upscales_a_file(tmp_path):
     assert params["task"] == "upscale" and (params["tile"], params["overlap"], params["color_fix"]) == (8, 2, True)
     assert params["inputs"]["image"] == str((tmp_path / "small.png").resolve())
     assert params["condition"] == "<image 6x11>" and params["checkpoint_sha256"]
+
+
+def test_tile_and_overlap_are_checked_never_adjusted(pipe):
+    from ldmkit.pipeline.upscale import smallest_tile, tile_sizes
+
+    model = pipe.model  # tiles in multiples of 2 LR px, at least 4
+    assert (lr_multiple(model), smallest_tile(model)) == (2, 4)
+    assert tile_sizes(model, 64) == (64, 16) and tile_sizes(model, 12) == (12, 2)  # default: a quarter, a multiple
+    assert tile_sizes(model, 8, 6) == (8, 6) and tile_sizes(model, 4, 0) == (4, 0)
+    for tile, overlap, message in ((9, 2, r"tile must be a whole number of LR pixels >= 4, a multiple of 2 .*got 9; "
+                                              r"use e.g. 8"),
+                                   (2, 0, r"tile must be .*>= 4.*got 2; use e.g. 4"),
+                                   (8, 8, r"overlap must be a whole number of LR pixels in 0 .. 6, a multiple of 2 "
+                                          r"\(less than the tile of 8\), got 8"),
+                                   (8, 3, r"overlap must be .*got 3"), (8, -2, r"overlap must be .*got -2")):
+        with pytest.raises(ConfigError, match=message):
+            tile_sizes(model, tile, overlap)
+        with pytest.raises(ConfigError, match=message):
+            upscale(pipe, Image.fromarray(to_uint8(smooth_lr(12, 12))), steps=1, tile=tile, overlap=overlap)
+
+
+def test_the_png_records_the_overlap_used(pipe, tmp_path):
+    from ldmkit.pipeline import save_png
+
+    save_png(upscale(pipe, Image.fromarray(to_uint8(smooth_lr(12, 20))), steps=1, tile=8), tmp_path / "up.png")
+    params = read_params(tmp_path / "up.png")
+    assert (params["tile"], params["overlap"]) == (8, 2)  # no overlap given: a quarter of the tile

@@ -76,3 +76,12 @@ def test_step_counts_compvis_cannot_take_walk_leading_with_offset_1(ldm_schedule
 def test_eta_zero_is_deterministic_without_generators(toy, ldm_schedule):
     x_T = randn_like_per_sample((2, 3), seeded_generators([1, 2]), "cpu", torch.float32)
     assert torch.equal(sample("ddim", toy, x_T, ldm_schedule, 5), sample("ddim", toy, x_T, ldm_schedule, 5))
+
+
+@pytest.mark.parametrize("eta", [-0.5, 1.5, float("nan")])
+def test_eta_outside_0_to_1_is_refused(toy, ldm_schedule, eta):
+    from ldmkit.errors import ConfigError
+
+    x_T = randn_like_per_sample((1, 3), seeded_generators([1]), "cpu", torch.float32)
+    with pytest.raises(ConfigError, match=r"DDIM eta must be in \[0, 1\]"):  # (above 1: sqrt of a negative, NaNs)
+        sample("ddim", toy, x_T, ldm_schedule, 5, seeded_generators([1]), eta=eta)

@@ -13,6 +13,7 @@ from .conftest import png64
 
 SMALL = png64(Image.new("RGB", (16, 16), (1, 2, 3)))
 MASK = png64(Image.new("L", (16, 16), 255))
+BLACK = png64(Image.new("L", (16, 16), 0))  # an empty mask: nothing to fill
 BIG = png64(Image.new("RGB", (200, 200)))  # 40000 px > 128 x 128
 HUGE = base64.b64encode(np.random.default_rng(0).integers(0, 255, 900_000, dtype=np.uint8).tobytes() * 2).decode()
 RGB_MAP = png64(Image.new("RGB", (16, 16)))
@@ -66,6 +67,11 @@ CASES = [  # (path, JSON body or raw bytes, status, part of the message)
     (GEN, {"model": "class", "prompt": "x"}, 422, "'prompt' is for text models"),
     (GEN, {"model": "class", "class": 7}, 422, "class 7 does not exist"),
     (GEN, {"model": "text", "sampler": "plms", "eta": 0.5}, 422, "has no eta"),
+    (GEN, {"model": "text", "sampler": "ddim", "eta": 5}, 422, "eta must be a number in [0, 1], got 5.0"),
+    (GEN, {"model": "text", "sampler": "euler_a", "eta": -0.5}, 422, "eta must be a number in [0, 1], got -0.5"),
+    (T2I, {"sampler_name": "DDIM", "eta": 5}, 422, "eta must be a number in [0, 1], got 5.0; use 0 (deterministic)"),
+    (I2I, {"init_images": [SMALL], "mask": BLACK, "override_settings": {"sd_model_checkpoint": "inpaint"}}, 422,
+     "the mask is empty (all black): nothing to inpaint; white (>= 50 % grey) marks the part to fill"),
     (GEN, {"model": "text", "sampler": "ddim", "karras": True}, 422, "Karras"),
     (GEN, {"model": "text", "sampler": "dpm-fast"}, 422, "sampler"),
     (GEN, {"model": "text", "n": 100}, 422, "over the server's limit of 8"),
@@ -91,6 +97,11 @@ CASES = [  # (path, JSON body or raw bytes, status, part of the message)
     ("/ldmkit/v1/upscale", {"image": SMALL, "model": "text"}, 422, "does generate, not upscale"),
     ("/ldmkit/v1/inpaint", {"image": SMALL, "mask": png64(Image.new("L", (8, 8)))}, 422, "give a mask of the image's"),
     ("/ldmkit/v1/inpaint", {"image": SMALL}, 422, "mask: Field required"),
+    ("/ldmkit/v1/inpaint", {"image": SMALL, "mask": BLACK}, 422, "the mask is empty (all black): nothing to inpaint"),
+    ("/ldmkit/v1/upscale", {"image": SMALL, "overlap": 1000}, 422,
+     "overlap must be a whole number of LR pixels in 0 .. 63 (less than the tile of 64), got 1000"),
+    ("/ldmkit/v1/upscale", {"image": SMALL, "tile": 8, "overlap": 8}, 422, "in 0 .. 7 (less than the tile of 8)"),
+    ("/ldmkit/v1/upscale", {"image": SMALL, "tile": 0}, 422, "tile: Input should be greater than or equal to 1"),
     ("/sdapi/v1/options", {"sd_model_checkpoint": "nope"}, 422, "is not served here"),
 ]
 
@@ -152,3 +163,16 @@ def test_unknown_routes_and_jobs_are_json_404s(client):
     for path in ("/nope", "/ldmkit/v1/jobs/0123"):
         res = client.get(path)
         assert res.status_code == 404 and res.json()["error"]
+
+
+def test_a_model_name_given_twice_is_an_error_but_file_names_are_made_unique(tiny_models, capsys):
+    from ldmkit.cli import main
+    from ldmkit.serve.registry import model_names
+
+    none, cls = tiny_models["none"], tiny_models["class"]
+    assert main(["serve", "--port", "0", f"none={none}", f"none={cls}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ldmkit serve: error: the model name 'none' is given twice "
+                                                   f"(none={none} and none={cls}); give each served model its own")
+    assert model_names([none, none]) == [("none", none), ("none-2", none)]  # unnamed: suffixes
+    assert model_names([none, f"none={cls}"]) == [("none-2", none), ("none", cls)]  # the given name wins
