@@ -69,6 +69,15 @@ def yaml_problem(err: yaml.YAMLError, lines: bool = True) -> str:
     return f"{f'line {mark.line + 1}, ' if lines else ''}column {mark.column + 1}: {problem}"
 
 
+def unreadable_yaml(err: Exception) -> str:
+    """Why a YAML file could not be read, in one line: PyYAML's problem and where, or the text's encoding."""
+    if isinstance(err, yaml.YAMLError):
+        return yaml_problem(err)
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})"
+    return str(err)
+
+
 def _yaml_fix(err: yaml.YAMLError) -> str:
     problem = str(getattr(err, "problem", "") or "")
     if "'\\t'" in problem:

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ldmkit.checkpoint import MODEL_FILE, save_model_file
-from ldmkit.config import read_yaml
+from ldmkit.config import read_yaml, unreadable_yaml
 from ldmkit.errors import CheckpointError
 from ldmkit.interop.compvis_config import Translation, translate
 from ldmkit.interop.compvis_weights import MappedWeights, check_against, split_state
@@ -38,7 +38,8 @@ def read_config(path: str | Path, text_encoder: str | Path | None = None) -> Tra
     try:
         data = read_yaml(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is not a readable YAML config ({err})") from err
+        raise CheckpointError(f"{path} is not a readable YAML config ({unreadable_yaml(err)}); give the model's "
+                              "original YAML (e.g. v1-inference.yaml)") from err
     try:
         return translate(data, None if text_encoder is None else str(Path(text_encoder).resolve()))
     except CheckpointError as err:

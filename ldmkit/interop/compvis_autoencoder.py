@@ -20,7 +20,7 @@ import yaml
 
 from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
 from ldmkit.checkpoint import mismatch_report
-from ldmkit.config import read_yaml
+from ldmkit.config import read_yaml, unreadable_yaml
 from ldmkit.errors import CheckpointError
 from ldmkit.interop.compvis_config import MODEL_TARGETS, first_stage_config, target_of
 from ldmkit.interop.tensor_files import read_state_dict
@@ -36,7 +36,8 @@ def _first_stage_section(path: Path) -> tuple[dict, str]:
     try:
         data = read_yaml(path.read_text())
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is not a readable YAML config ({err})") from err
+        raise CheckpointError(f"{path} is not a readable YAML config ({unreadable_yaml(err)}); give the model's "
+                              "original YAML (e.g. v1-inference.yaml)") from err
     if not isinstance(data, dict) or "model" not in data:
         raise CheckpointError(f"{path}: the file has no top-level 'model' section")
     target, params = target_of(data["model"], "model")

@@ -153,3 +153,15 @@ def test_released_unet_configs_equal_the_presets(preset, params):
 
     target = "ldm.modules.diffusionmodules.openaimodel.UNetModel"
     assert unet_config({"target": target, "params": params}) == UNET_PRESETS[preset]
+
+
+def test_an_unreadable_original_yaml_is_named_in_one_line(tmp_path):
+    from ldmkit.interop.compvis import read_config
+
+    (tmp_path / "tab.yaml").write_text("model:\n\ttarget: x\n")
+    (tmp_path / "utf16.yaml").write_bytes("model: {}\n".encode("utf-16"))
+    for name, problem in (("tab.yaml", "line 2, column 1: found character '\\t'"), ("utf16.yaml", "not UTF-8 text")):
+        with pytest.raises(CheckpointError) as err:
+            read_config(tmp_path / name)
+        assert "\n" not in str(err.value) and problem in str(err.value)
+        assert str(err.value).endswith("give the model's original YAML (e.g. v1-inference.yaml)")
