@@ -11,6 +11,7 @@ from typing import Literal
 from torch.utils.data import Dataset
 
 from ldmkit.data.transforms import Crop
+from ldmkit.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -31,22 +32,26 @@ class DataConfig:
 
     def __post_init__(self):
         if self.dataset not in ("openmoji", "scenes") and not self.path:
-            raise ValueError(f"data.path must name the images when data.dataset is '{self.dataset}'")
+            raise ConfigError(f"data.path must name the images when data.dataset is '{self.dataset}'; set "
+                              "data.path=PATH (a folder, or the shards' pattern for webdataset)")
         if self.resolution < 8:
-            raise ValueError(f"data.resolution must be at least 8 px, got {self.resolution}")
+            raise ConfigError(f"data.resolution must be at least 8 px, got {self.resolution}; the shipped "
+                              "configs use 64")
         if self.dataset == "coco" and not self.annotations:
-            raise ValueError("data.annotations must name the COCO-style JSON file when data.dataset is 'coco'")
+            raise ConfigError("data.annotations must name the COCO-style JSON file when data.dataset is 'coco'; "
+                              "set data.annotations=PATH/instances.json")
         if self.label_maps and self.dataset != "folder":
-            raise ValueError(f"data.label_maps pairs label maps with an image folder; set data.dataset: folder "
-                             f"(got '{self.dataset}'; the 'scenes' dataset has its own label maps)")
+            raise ConfigError(f"data.label_maps pairs label maps with an image folder; set data.dataset: folder "
+                              f"(got '{self.dataset}'; the 'scenes' dataset has its own label maps)")
         if self.classes and self.dataset != "openmoji":
-            raise ValueError(f"data.classes selects OpenMoji classes; it does nothing for data.dataset "
-                             f"'{self.dataset}' (sort your own images into class sub-folders instead)")
+            raise ConfigError(f"data.classes selects OpenMoji classes; it does nothing for data.dataset "
+                              f"'{self.dataset}' (sort your own images into class sub-folders instead)")
         if self.balance == "classes" and self.dataset not in ("openmoji", "folder"):
-            raise ValueError(f"data.balance: classes draws by the class labels of an openmoji or folder dataset; "
-                             f"data.dataset '{self.dataset}' has none (set data.balance: none)")
+            raise ConfigError(f"data.balance: classes draws by the class labels of an openmoji or folder dataset; "
+                              f"data.dataset '{self.dataset}' has none (set data.balance: none)")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}; 0.05 holds out one "
+                              "image in twenty")
 
 
 def build_dataset(cfg: DataConfig, split: str, augment: bool | None = None) -> Dataset:
