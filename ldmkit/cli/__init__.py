@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 
-from ldmkit.cli.launch import launch, report, wants_launch
+from ldmkit.cli.launch import launch_processes, report, wants_launch
 from ldmkit.errors import LdmkitError
 
 # subcommand -> (module under ldmkit.cli, one-line help)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if wants_launch(args):  # --processes N: this process starts N that run the command (cli/launch.py)
             getattr(args._module, "check_before_launch", lambda _: None)(args)  # a typo: one line, no processes
-            return launch(args.command, sys.argv[1:] if argv is None else argv, args.processes)
+            return launch_processes(args.command, sys.argv[1:] if argv is None else argv, args.processes)
         return args._module.run(args) or 0
     except KeyboardInterrupt:
         report(f"ldmkit {args.command}: interrupted")

@@ -9,7 +9,8 @@ from ldmkit.cli.common import add_config_arguments, resolve_run_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_config_arguments(p, example="configs/ldm/emoji64-kl-f4.yaml")
+    add_config_arguments(p, example="configs/ldm/emoji64-kl-f4.yaml", run_folder=False)  # (the cache goes where
+    # `ldmkit train` looks for it: data.cache_dir, else $LDMKIT_CACHE or ~/.cache/ldmkit)
     p.add_argument("--batch-size", type=int, default=64)
 
 
@@ -23,10 +24,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be a whole number >= 1, got {args.batch_size}")
-    if args.out:
-        raise ConfigError("--out does nothing here: the cache goes where `ldmkit train` looks for it (under "
-                          "data.cache_dir, else $LDMKIT_CACHE or ~/.cache/ldmkit); drop --out, or move the cache "
-                          "with --set data.cache_dir=DIR")
     cfg, _ = resolve_run_config(LDMRunConfig, args)
     start = time.perf_counter()
     store_images = needs_images(cfg.conditioning)  # SR / inpainting derive conditions from them

@@ -12,11 +12,15 @@ from ldmkit.config import load_config
 from ldmkit.errors import ConfigError
 
 
-def add_config_arguments(p: argparse.ArgumentParser, example: str) -> None:
+def add_config_arguments(p: argparse.ArgumentParser, example: str, run_folder: bool = True) -> None:
+    """CONFIG, --set, --resume, and --out unless the command writes no run folder (run_folder=False)."""
     p.add_argument("config", nargs="?", help=f"YAML config, e.g. {example} (default with --resume: the run's own)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.steps=2000 (repeatable)")
-    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    if run_folder:
+        p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    else:
+        p.set_defaults(out=None)
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its latest checkpoint")
 
 

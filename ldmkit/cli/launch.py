@@ -51,19 +51,21 @@ def report(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def launch(command: str, argv: list[str], processes: int) -> int:
-    """Run `ldmkit *argv` in `processes` processes; their exit code (the first failure's), errors printed once."""
+def launch_processes(command: str, argv: list[str], processes: int) -> int:
+    """Run `ldmkit *argv` in `processes` processes; the exit code and error line of the first failure, once."""
     threads = str(max(1, (os.cpu_count() or 1) // processes))
     with tempfile.TemporaryDirectory(prefix="ldmkit-errors-") as errors:
         base = {**os.environ, ERROR_DIR: errors, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
                 "WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes)}
         base.setdefault("OMP_NUM_THREADS", threads)
-        procs = [subprocess.Popen([sys.executable, "-m", "ldmkit", *argv], preexec_fn=_end_with_parent,
-                                  env={**base, "RANK": str(rank), "LOCAL_RANK": str(rank)})
-                 for rank in range(processes)]
+        procs: list[subprocess.Popen] = []
         previous = signal.signal(signal.SIGTERM, _terminated)  # a stopped launcher stops its processes
         try:
-            codes = _wait(procs)
+            end_with_us = _end_with_parent(os.getpid())
+            for rank in range(processes):
+                procs.append(subprocess.Popen([sys.executable, "-m", "ldmkit", *argv], preexec_fn=end_with_us,
+                                              env={**base, "RANK": str(rank), "LOCAL_RANK": str(rank)}))
+            order = _wait(procs)
         except (KeyboardInterrupt, _Terminated) as stop:  # Ctrl-C reached every process: let them end, say it once
             _stop(procs)
             print(f"ldmkit {command}: {'interrupted' if isinstance(stop, KeyboardInterrupt) else 'terminated'}",
@@ -71,14 +73,16 @@ def launch(command: str, argv: list[str], processes: int) -> int:
             return 130 if isinstance(stop, KeyboardInterrupt) else 128 + signal.SIGTERM
         finally:
             signal.signal(signal.SIGTERM, previous)
-        failed = [rank for rank, code in enumerate(codes) if code != 0]
-        if not failed:
+        if not order:
             return 0
-        line = _root_cause(Path(errors), processes)
-        first = failed[0]
-        print(line or f"ldmkit {command}: error: process {first} of {processes} ended with exit code {codes[first]}; "
-              "its output is above", file=sys.stderr)  # (no line: --debug's traceback is above)
-        return codes[first] if codes[first] > 0 else 1
+        rank, line = _root_cause(Path(errors), order, {r: p.returncode for r, p in enumerate(procs)})
+        code = procs[rank].returncode
+        if line is None and code < 0:
+            line = (f"ldmkit {command}: error: process {rank} of {processes} was killed by "
+                    f"{signal.Signals(-code).name} (out of memory?); use a smaller train.batch_size or fewer processes")
+        print(line or f"ldmkit {command}: error: process {rank} of {processes} ended with exit code {code}; its "
+              "output is above", file=sys.stderr)  # (no line: --debug's traceback is above)
+        return code if code > 0 else 1
 
 
 class _Terminated(Exception):
@@ -89,27 +93,41 @@ def _terminated(*_) -> None:
     raise _Terminated
 
 
-def _end_with_parent() -> None:
-    """In each started process (Linux): SIGTERM when the launcher dies, even by SIGKILL, so that no process goes on
-    training alone."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _end_with_parent(parent: int):
+    """What each started process runs before ldmkit (Linux): SIGTERM when the launcher dies, even by SIGKILL, so
+    that no process goes on training alone (and an end at once if it died before this ran). prctl is looked up
+    here, in the launcher: a forked child should not import."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    prctl, pr_set_pdeathsig = ctypes.CDLL(None, use_errno=True).prctl, 1
+
+    def child() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(128 + signal.SIGTERM)
+
+    return child
 
 
 def _wait(procs: list[subprocess.Popen]) -> list[int]:
-    """Every process's exit code; once one has failed, the rest get GRACE_SECONDS and are then stopped (they may
-    be waiting for it in a collective)."""
+    """Wait for every process; the ranks that failed, in the order they were seen to fail. Once one has failed,
+    the rest get GRACE_SECONDS and are then stopped (they may be waiting for it in a collective); those stopped
+    here are not counted as failures."""
+    order: list[int] = []
     failed_at = None
-    while any(p.poll() is None for p in procs):
-        if failed_at is None and any(p.returncode not in (None, 0) for p in procs):
+    while True:
+        codes = [p.poll() for p in procs]  # (every process, each pass)
+        order += [rank for rank, code in enumerate(codes) if code not in (None, 0) and rank not in order]
+        if all(code is not None for code in codes):
+            return order
+        if order and failed_at is None:
             failed_at = time.monotonic()
         if failed_at is not None and time.monotonic() - failed_at > GRACE_SECONDS:
             _stop(procs)
+            return order
         time.sleep(0.1)
-    return [p.returncode for p in procs]
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -124,16 +142,26 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.wait()
 
 
-def _root_cause(folder: Path, processes: int) -> str | None:
-    """The error line of the process that failed first (its file was written first), or None. A line that only
-    relays rank 0's error (Distributed.on_main) gives way to rank 0's own; the other processes' lines are what
-    the first failure caused (a closed connection, ...), so they are not shown."""
-    files = sorted((path for rank in range(processes) if (path := folder / f"rank-{rank}").is_file()),
-                   key=lambda path: path.stat().st_mtime_ns)
-    lines = [path.read_text().strip() for path in files]
-    if (folder / "rank-0").is_file():
-        lines = [line for line in lines if "rank 0 failed:" not in line] or lines
-    return lines[0] if lines else None
+def _root_cause(folder: Path, order: list[int], codes: dict[int, int]) -> tuple[int, str | None]:
+    """(the rank, its error line or None) that explains a failed run, from the ranks in the order they failed:
+    the first with a bad-input line (exit code 2); else the first killed by a signal, having said nothing;
+    else the first with a line. A process's teardown can let another fail first with a consequence (a closed
+    connection: an exit-1 line), hence the preference. A line that only relays rank 0's error
+    (Distributed.on_main) gives way to rank 0's own."""
+    lines = {rank: (folder / f"rank-{rank}").read_text().strip() for rank in order
+             if (folder / f"rank-{rank}").is_file()}
+    if 0 in lines:
+        lines = {rank: line for rank, line in lines.items() if rank == 0 or "rank 0 failed:" not in line}
+    for rank in order:
+        if rank in lines and codes[rank] == 2:
+            return rank, lines[rank]
+    for rank in order:
+        if rank not in lines and codes[rank] < 0:
+            return rank, None
+    for rank in order:
+        if rank in lines:
+            return rank, lines[rank]
+    return order[0], None
 
 
 def _free_port() -> int:

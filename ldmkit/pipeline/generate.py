@@ -133,8 +133,10 @@ class Pipeline:
             if "eta" not in sampler_options(sampler):
                 takers = ", ".join(name for name in SAMPLERS if "eta" in sampler_options(name))
                 raise ConfigError(f"sampler {sampler!r} has no eta (only {takers} do); drop it")
-            if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:  # (nan fails too)
-                raise ConfigError(f"eta must be a number in [0, 1], got {eta!r}; use 0 (deterministic) to 1")
+            top = 1 if sampler == "ddim" else math.inf  # DDIM's sigma needs eta <= 1; ancestral steps clamp theirs
+            if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= top or eta == math.inf:
+                raise ConfigError(f"eta must be a number {'in [0, 1] for ddim' if top == 1 else '>= 0'}, got {eta!r}; "
+                                  "use 0 (deterministic) to 1 (the usual amount of fresh noise)")
         if guidance_interval is not None:
             low, high = guidance_interval
             if guidance == 1.0:

@@ -58,7 +58,7 @@ class Txt2ImgRequest(BaseModel):
     scheduler: str | None = Field(None, max_length=100)
     batch_size: int = Field(1, ge=1, le=64)
     n_iter: int = Field(1, ge=1, le=1024)
-    eta: float | None = Field(None, allow_inf_nan=False)  # 0 .. 1: checked with the sampler (Pipeline.check)
+    eta: float | None = Field(None, allow_inf_nan=False)  # >= 0, ddim <= 1: checked with the sampler (Pipeline.check)
     override_settings: dict[str, Any] = Field(default_factory=dict)
     send_images: bool = True
 

@@ -50,7 +50,7 @@ class Sampling(BaseModel):
                                                                 "default: the first one served that does the task")
     steps: int = Field(DEFAULT_STEPS, ge=1, le=MAX_STEPS)
     sampler: Literal[tuple(SAMPLERS)] = DEFAULT_SAMPLER
-    eta: float | None = Field(None, allow_inf_nan=False)  # 0 .. 1: checked with the sampler (Pipeline.check)
+    eta: float | None = Field(None, allow_inf_nan=False)  # >= 0, ddim <= 1: checked with the sampler (Pipeline.check)
     guidance: float = Field(1.0, ge=0, le=100, allow_inf_nan=False, description="classifier-free guidance (1: off)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="image i gets seed + i")
 

@@ -24,7 +24,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up
     lr_schedule: Literal["constant", "cosine"] = "constant"  # after warm-up
     min_lr_ratio: float = 0.0  # cosine: the final learning rate as a fraction of lr
-    grad_clip: float | None = 1.0  # max global gradient norm (None: off)
+    grad_clip: float | None = 1.0  # max global gradient norm (None or 0: off)
     precision: Precision = "fp32"  # "bf16": bfloat16 autocast
     seed: int = 0
     device: str = "auto"
@@ -60,8 +60,8 @@ class TrainConfig:
                           "[0.9, 0.999]")
         if self.weight_decay < 0:
             fail("weight_decay", f"must be 0 or more, got {self.weight_decay}; 0 turns it off")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            fail("grad_clip", f"is a maximum gradient norm and must be positive, got {self.grad_clip}; use null to "
+        if self.grad_clip is not None and self.grad_clip < 0:
+            fail("grad_clip", f"is a maximum gradient norm and must be 0 or more, got {self.grad_clip}; 0 or null "
                               "turn clipping off")
         if self.warmup_steps < 0:
             fail("warmup_steps", f"must be 0 or more, got {self.warmup_steps}; 0 means no warm-up")

@@ -90,8 +90,6 @@ class LDMRunConfig:
         if self.lora.enabled and self.init.model is None:
             raise ConfigError("lora.rank: a LoRA adapts a trained model; give it with --init-from MODEL "
                               "(init.model), or set lora.rank: 0 to train the whole model")
-        if self.init.model is None:  # (fine-tuning takes MODEL's UNet, as it is)
-            self.unet.check_attention_levels()
         if self.scale_factor is not None and self.scale_factor <= 0:
             raise ConfigError(f"config key 'scale_factor' must be positive, got {self.scale_factor}; or null: "
                               "1 / std of the training latents, measured once")
@@ -146,6 +144,8 @@ def latent_normalisation(cfg: LDMRunConfig, state: dict | None, batches: LatentB
 def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] | None,
            source: LatentDiffusion | None) -> Path:
     tc, device = cfg.train, ctx.device
+    if cfg.init.model is None and not resume:  # (fine-tuning takes MODEL's UNet as it is; a resumed run, its own)
+        cfg.unet.check_attention_levels()
     per_rank, rest = divmod(tc.batch_size, ctx.world_size * tc.grad_accum)
     if rest:
         raise ConfigError(f"train.batch_size {tc.batch_size} is not divisible by processes x train.grad_accum "

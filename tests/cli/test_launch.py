@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ldmkit.cli import main
+from ldmkit.cli import launch, main
 from ldmkit.cli.launch import _root_cause
 from ldmkit.config import dump_yaml, from_dict
 from ldmkit.training.ldm import LDMRunConfig
@@ -53,18 +53,31 @@ def test_a_process_that_fails_without_an_error_line_is_named_with_its_exit_code(
                                                     "its output is above")
 
 
-def test_the_first_failure_is_the_one_shown_and_a_relay_of_rank_0_gives_way_to_rank_0s_own_line(tmp_path):
+def test_the_line_shown_is_the_first_bad_input_then_a_silent_kill_then_the_first_line(tmp_path):
     def write(rank: int, line: str) -> None:
         (tmp_path / f"rank-{rank}").write_text(line)
-        time.sleep(0.01)  # (distinct modification times, in this order)
 
-    write(1, "ldmkit eval: error: rank 0 failed: DataError: image folder data/ does not exist")
-    write(0, "ldmkit eval: error: image folder data/ does not exist\n")
-    write(2, "ldmkit eval: error: unexpected RuntimeError: Connection closed by peer; this is a bug in ldmkit")
-    assert _root_cause(tmp_path, 3) == "ldmkit eval: error: image folder data/ does not exist"
+    relay = "ldmkit eval: error: rank 0 failed: DataError: image folder data/ does not exist"
+    cause = "ldmkit eval: error: image folder data/ does not exist"
+    bug = "ldmkit eval: error: unexpected RuntimeError: Connection closed by peer; this is a bug in ldmkit"
+    write(1, relay), write(0, cause + "\n"), write(2, bug)
+    # rank 2 was seen to fail first (its peer's teardown closed the connection), with an exit-1 line
+    assert _root_cause(tmp_path, [2, 1, 0], {0: 2, 1: 2, 2: 1}) == (0, cause)  # the relay gives way to rank 0
     (tmp_path / "rank-0").unlink()  # rank 0 was stopped before it could say: the relay is all there is
-    assert _root_cause(tmp_path, 3) == "ldmkit eval: error: rank 0 failed: DataError: image folder data/ does not exist"
-    assert _root_cause(tmp_path / "none", 3) is None
+    assert _root_cause(tmp_path, [2, 1], {0: -15, 1: 2, 2: 1}) == (1, relay)
+    # no bad input: a process killed by a signal without a word is the cause, not the others' consequences
+    assert _root_cause(tmp_path, [2, 3], {2: 1, 3: -9}) == (3, None)
+    assert _root_cause(tmp_path, [3, 2], {2: 1, 3: 1}) == (2, bug)
+    assert _root_cause(tmp_path / "none", [1, 0], {0: 1, 1: 1}) == (1, None)
+
+
+def test_waiting_notices_a_failure_behind_a_running_process_and_stops_the_rest(monkeypatch):
+    monkeypatch.setattr(launch, "GRACE_SECONDS", 0.5)
+    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+             subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"])]
+    started = time.monotonic()
+    assert launch._wait(procs) == [1]  # (the process stopped here is not counted as a failure)
+    assert time.monotonic() - started < 30 and procs[0].returncode == -signal.SIGTERM
 
 
 def test_processes_under_torchrun_and_a_bad_count_are_refused_in_one_line(monkeypatch, capsys):

@@ -138,3 +138,13 @@ def _saved(image, path):
 
     save_png(image, path)
     return path
+
+
+def test_eta_is_at_most_1_for_ddim_only(ldm_file):
+    pipe = ldmkit.load(ldm_file)
+    pipe.check(10, "euler_a", 1.0, 2.0)  # ancestral steps clamp their fresh noise: more than 1 is allowed
+    pipe.check(10, "ddim", 1.0, 1.0)
+    with pytest.raises(ConfigError, match=r"eta must be a number in \[0, 1\] for ddim, got 1.5"):
+        pipe.check(10, "ddim", 1.0, 1.5)
+    with pytest.raises(ConfigError, match=r"eta must be a number >= 0, got -1"):
+        pipe.check(10, "euler_a", 1.0, -1)

@@ -139,8 +139,10 @@ export class Form {
       if (!this.image) throw new Error(`choose an image to ${m.task}`);
       body.image = this.image.dataURL;
     }
-    if (m.task === "upscale") Object.assign(body, { tile: number("tile"), overlap: number("overlap"),
-                                                     color_fix: $("color-fix").checked });
+    if (m.task === "upscale") {
+      Object.assign(body, { tile: number("tile"), color_fix: $("color-fix").checked });
+      if ($("overlap").value !== "") body.overlap = number("overlap");  // (empty: a quarter of the tile)
+    }
     if (m.task === "inpaint") {
       if (!this.mask.painted) throw new Error("paint the part to fill on the image first");
       body.mask = this.mask.dataURL();
