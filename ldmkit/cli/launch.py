@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ldmkit.errors import ConfigError
+
 ERROR_DIR = "LDMKIT_ERROR_DIR"  # set in each launched process: where its error line goes (rank-<RANK>)
 GRACE_SECONDS = 10.0  # how long the other processes get to end on their own after one has failed
 
@@ -35,8 +37,6 @@ def wants_launch(args: argparse.Namespace) -> bool:
     if processes == 1 or ERROR_DIR in os.environ:
         return False
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from ldmkit.errors import ConfigError
-
         raise ConfigError("--processes starts its own processes; under torchrun, drop --processes (torchrun's "
                           "--nproc_per_node sets their number)")
     return True
