@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -100,6 +101,26 @@ def default_reference(model_file: Path) -> str:
                       "(an image folder, 'openmoji', or a .npz of statistics)")
 
 
+def check_before_launch(args: argparse.Namespace) -> str:
+    """With --processes: the options, checked once before the processes start; the device they will use."""
+    check_arguments(args, args.processes)
+    return args.device
+
+
+def check_arguments(args: argparse.Namespace, processes: int) -> None:
+    from ldmkit.errors import ConfigError
+
+    if args.inception_weights and args.features != "inception":
+        raise ConfigError(f"--inception-weights is for --features inception, but the features are {args.features}; "
+                          "add --features inception (FID) or drop --inception-weights")
+    for name in ("n", "batch_size", "kid_subsets", "kid_subset_size"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if processes > args.n:
+        raise ConfigError(f"{processes} processes would share {args.n} samples, and some would have none; use at "
+                          f"most {args.n} processes")
+
+
 def run(args: argparse.Namespace) -> int:
     from ldmkit.checkpoint import resolve_model_file, write_text_atomic
     from ldmkit.data.images import make_grid
@@ -113,9 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from ldmkit.interop.foreign_models import find_diffusers_pipeline
     from ldmkit.training.distributed import setup_distributed, teardown_distributed
 
-    if args.inception_weights and args.features != "inception":
-        raise ConfigError(f"--inception-weights is for --features inception, but the features are {args.features}; "
-                          "add --features inception (FID) or drop --inception-weights")
+    check_arguments(args, int(os.environ.get("WORLD_SIZE", "1")))  # (the processes of torchrun, or of --processes)
     diffusers_folder = find_diffusers_pipeline(args.checkpoint)
     original = None if diffusers_folder else find_original_pair(args.checkpoint, args.config)  # CompVis pair
     if (original is not None or diffusers_folder is not None) and args.ref is None:
@@ -124,9 +143,6 @@ def run(args: argparse.Namespace) -> int:
     model_file = diffusers_folder or (resolve_model_file(args.checkpoint) if original is None else original[0])
     config = args.config if diffusers_folder else (None if original is None else original[1])
     ref = args.ref or default_reference(model_file)
-    for name in ("n", "batch_size", "kid_subsets", "kid_subset_size"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     tag = f"{args.features}-n{args.n}-{args.sampler}{args.steps}-g{args.guidance:g}-seed{args.seed}"
     tag += "-karras" * args.karras + (f"-cache{args.cache_interval}" if args.cache_interval else "")
     tag += f"-interval{args.guidance_interval[0]:g}-{args.guidance_interval[1]:g}" if args.guidance_interval else ""

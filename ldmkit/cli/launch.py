@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,12 +50,21 @@ def report(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def launch_processes(command: str, argv: list[str], processes: int) -> int:
-    """Run `ldmkit *argv` in `processes` processes; the exit code and error line of the first failure, once."""
+def launch_processes(command: str, argv: list[str], processes: int, device: str | None) -> int:
+    """Run `ldmkit *argv` in `processes` processes on `device` (auto, cpu, cuda; None: not known here, each
+    process checks its own); the exit code and error line of the first failure, once."""
+    from torch.distributed import TCPStore
+
+    if device is not None:
+        check_gpus(device, processes)
     threads = str(max(1, (os.cpu_count() or 1) // processes))
+    # The rendezvous store is the launcher's, on a port the system picks as it binds, so no other program can
+    # take the port first; the processes all join it as clients, as under torchrun (TORCHELASTIC_USE_AGENT_STORE).
+    store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     with tempfile.TemporaryDirectory(prefix="ldmkit-errors-") as errors:
-        base = {**os.environ, ERROR_DIR: errors, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-                "WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes)}
+        base = {**os.environ, ERROR_DIR: errors, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port),
+                "TORCHELASTIC_USE_AGENT_STORE": "True", "WORLD_SIZE": str(processes),
+                "LOCAL_WORLD_SIZE": str(processes)}
         base.setdefault("OMP_NUM_THREADS", threads)
         procs: list[subprocess.Popen] = []
         previous = signal.signal(signal.SIGTERM, _terminated)  # a stopped launcher stops its processes
@@ -83,6 +91,20 @@ def launch_processes(command: str, argv: list[str], processes: int) -> int:
         print(line or f"ldmkit {command}: error: process {rank} of {processes} ended with exit code {code}; its "
               "output is above", file=sys.stderr)  # (no line: --debug's traceback is above)
         return code if code > 0 else 1
+
+
+def check_gpus(device: str, processes: int) -> None:
+    """With CUDA each process takes a GPU of its own: refuse more processes than GPUs before any starts."""
+    from ldmkit.device import pick_device
+
+    if pick_device(device).type != "cuda":
+        return
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if processes > gpus:
+        raise ConfigError(f"--processes {processes} needs a GPU for each process, but this machine has {gpus}; use "
+                          f"--processes {gpus} (or the CPU, with gloo: device cpu)")
 
 
 class _Terminated(Exception):
@@ -162,12 +184,6 @@ def _root_cause(folder: Path, order: list[int], codes: dict[int, int]) -> tuple[
         if rank in lines:
             return rank, lines[rank]
     return order[0], None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _positive_int(text: str) -> int:

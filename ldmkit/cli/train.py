@@ -26,13 +26,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_processes_argument(p, "train")
 
 
-def check_before_launch(args: argparse.Namespace) -> None:
+def check_before_launch(args: argparse.Namespace) -> str | None:
     """With --processes: the config file and overrides, read once before the processes start (the rest of the
-    checks need the model to start from, the data and the run folder: each process makes them)."""
+    checks need the model to start from, the data and the run folder: each process makes them). The device
+    the processes will train on, where known before the model to start from is read."""
     from ldmkit.training.ldm import LDMRunConfig
 
-    if not args.init_from:
-        resolve_run_config(LDMRunConfig, args)
+    if args.init_from:
+        return None
+    cfg, _ = resolve_run_config(LDMRunConfig, args)
+    return cfg.train.device
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from ldmkit.cli import launch, main
 from ldmkit.cli.launch import _root_cause
@@ -88,6 +89,26 @@ def test_processes_under_torchrun_and_a_bad_count_are_refused_in_one_line(monkey
                                        "drop --processes (torchrun's --nproc_per_node sets their number)\n")
     assert main(["eval", "runs/x", "--processes", "0"]) == 2
     assert "argument --processes: must be 1 or more, got 0" in capsys.readouterr().err
+
+
+def test_more_processes_than_samples_or_gpus_are_refused_before_any_starts(monkeypatch, capsys):
+    started = []
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: started.append(a))
+    assert main(["eval", "runs/x", "--n", "2", "--processes", "3"]) == 2
+    assert capsys.readouterr().err == ("ldmkit eval: error: 3 processes would share 2 samples, and some would have "
+                                       "none; use at most 2 processes\n")
+    monkeypatch.setenv("WORLD_SIZE", "3")  # the same under torchrun, checked by each process
+    assert main(["eval", "runs/x", "--n", "2"]) == 2
+    assert "3 processes would share 2 samples" in capsys.readouterr().err
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["train", "configs/ldm/emoji64-kl-f4.yaml", "--processes", "2"]) == 2
+    assert capsys.readouterr().err == ("ldmkit train: error: --processes 2 needs a GPU for each process, but this "
+                                       "machine has 1; use --processes 1 (or the CPU, with gloo: device cpu)\n")
+    assert main(["eval", "runs/x", "--n", "4", "--processes", "2", "--device", "cuda"]) == 2
+    assert "--processes 2 needs a GPU for each process" in capsys.readouterr().err
+    assert started == []
 
 
 def _children(pid: int) -> list[int]:
