@@ -65,8 +65,9 @@ def trained(config: str, args) -> ldmkit.Pipeline:
     run_dir = Path(args.runs) / name
     guide_step = getattr(args, "guide_step", None)
     if latest_checkpoint(run_dir) is None:
-        keep = [f"train.keep_steps=[{guide_step}]"] if guide_step is not None else []
-        cfg = load_config(LDMRunConfig, config, [f"first_stage={args.first_stage}", *args.overrides, *keep])
+        cfg = load_config(LDMRunConfig, config, [f"first_stage={args.first_stage}", *args.overrides])
+        if guide_step is not None:  # the guide's checkpoint is kept, with any the config or --set keep
+            cfg = replace(cfg, train=replace(cfg.train, keep_steps=tuple(sorted({*cfg.train.keep_steps, guide_step}))))
         start = time.perf_counter()
         train_ldm(fit_to_first_stage(cfg), run_dir)
         print(f"[{name}] trained {run_dir} in {time.perf_counter() - start:.0f} s", flush=True)
