@@ -18,7 +18,6 @@ import pickle
 import re
 import shutil
 import tempfile
-from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,16 +25,15 @@ from typing import Any, Iterator
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from ldmkit.errors import CheckpointError
+from ldmkit.state_dicts import unreadable_file
 
 FORMAT_VERSION = "1"
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 LATEST_FILE = "latest"
 CHECKPOINT_DIR = "checkpoints"
-READ_BUDGET = 256 * 2**20  # bytes of a model file mapped at once by load_exact_from_file
 RELATIVE_PATHS = "ldmkit.relative_paths"  # metadata: dotted config keys whose paths are relative to the file's folder
 
 
@@ -107,12 +105,8 @@ def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
-        raise _unreadable(path, err) from err
+        raise unreadable_file(path, err) from err
     return tensors, config, metadata
-
-
-def _unreadable(path: Path, err: Exception) -> CheckpointError:
-    return CheckpointError(f"{path} is not a readable safetensors file ({err}); re-save or re-download it")
 
 
 def read_model_config(path: str | Path, kind: str | None = None) -> tuple[Path, dict, dict]:
@@ -122,7 +116,7 @@ def read_model_config(path: str | Path, kind: str | None = None) -> tuple[Path, 
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError) as err:
-        raise _unreadable(path, err) from err
+        raise unreadable_file(path, err) from err
     if "ldmkit.kind" not in metadata:
         raise CheckpointError(
             f"{path} has no ldmkit metadata: it was not written by ldmkit. "
@@ -139,62 +133,6 @@ def read_model_config(path: str | Path, kind: str | None = None) -> tuple[Path, 
         if node.get(leaf):
             node[leaf] = str(path.resolve().parent / node[leaf])
     return path, config, metadata
-
-
-def mismatch_report(missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
-    """'missing a, b; unexpected c; wrong shape d' (five names of each at most), '' when all match."""
-    parts = []
-    checks = (("missing", missing, ", "), ("unexpected", unexpected, ", "), ("wrong shape", wrong, "; "))
-    for label, names, sep in checks:
-        if names:
-            parts.append(f"{label} {sep.join(names[:5])}{' ...' if len(names) > 5 else ''}")
-    return "; ".join(parts)
-
-
-def load_exact(module: nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """load_state_dict that names every missing, unexpected or wrongly shaped tensor."""
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-             for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    problems = mismatch_report(missing, unexpected, wrong)
-    if problems:
-        raise CheckpointError(f"{source} does not match the {type(module).__name__} its config describes "
-                              f"({problems}); was it saved by a different ldmkit version or edited?")
-    module.load_state_dict(tensors, strict=True)
-
-
-def load_exact_from_file(module: nn.Module, path: Path, names: dict[str, str], source: str,
-                         unexpected: list[str] = ()) -> None:
-    """`load_exact` tensor by tensor from the safetensors file `path`: `names` maps each of the module's
-    state-dict keys to the file's; every tensor is copied into the module's own (so into its dtype) as it
-    is read, and the file is mapped READ_BUDGET bytes at a time (a mapped file's pages count as resident
-    until it is unmapped), so loading holds the module and no second copy of it."""
-    expected = module.state_dict()
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            present = set(f.keys())
-            shapes = {k: tuple(f.get_slice(names[k]).get_shape()) for k in expected if names.get(k) in present}
-    except (SafetensorError, OSError) as err:
-        raise _unreadable(path, err) from err
-    missing = sorted(k for k in expected if k not in shapes)
-    wrong = [f"{k}: file {shapes[k]} vs model {tuple(v.shape)}" for k, v in expected.items()
-             if k in shapes and shapes[k] != tuple(v.shape)]
-    problems = mismatch_report(missing, sorted(unexpected), wrong)
-    if problems:
-        raise CheckpointError(f"{source} does not match the {type(module).__name__} its config describes "
-                              f"({problems}); was it saved by a different ldmkit version or edited?")
-    pending = deque(expected.items())
-    with torch.no_grad():
-        while pending:
-            with safe_open(str(path), framework="pt") as f:
-                mapped = 0
-                while pending and mapped < READ_BUDGET:
-                    key, target = pending.popleft()
-                    tensor = f.get_tensor(names[key])
-                    target.copy_(tensor)
-                    mapped += tensor.nbytes
 
 
 def load_typed_model_file(path: str | Path, kind: str, config_cls: type) -> tuple[Any, dict[str, torch.Tensor]]:

@@ -8,8 +8,9 @@ import torch
 
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
-from ldmkit.checkpoint import load_exact, load_typed_model_file, save_model_file
+from ldmkit.checkpoint import load_typed_model_file, save_model_file
 from ldmkit.config import to_dict
+from ldmkit.state_dicts import load_exact
 
 KIND = "autoencoder"
 

@@ -19,11 +19,11 @@ import torch
 import yaml
 
 from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
-from ldmkit.checkpoint import mismatch_report
 from ldmkit.config import read_yaml, unreadable_yaml
 from ldmkit.errors import CheckpointError
 from ldmkit.interop.compvis_config import MODEL_TARGETS, first_stage_config, target_of
 from ldmkit.interop.tensor_files import read_state_dict
+from ldmkit.state_dicts import mismatch_report
 
 VQ_MODEL, VQ_INTERFACE = "ldm.models.autoencoder.VQModel", "ldm.models.autoencoder.VQModelInterface"
 AUTOENCODER_TARGETS = ("ldm.models.autoencoder.AutoencoderKL", VQ_MODEL, VQ_INTERFACE)

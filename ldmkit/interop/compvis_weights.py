@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ldmkit.checkpoint import mismatch_report
 from ldmkit.errors import CheckpointError
 from ldmkit.pipeline.model import LatentDiffusion
+from ldmkit.state_dicts import mismatch_report
 
 PREFIXES = {"model.diffusion_model.": "unet.", "first_stage_model.": "first_stage.",
             "cond_stage_model.": "conditioner."}

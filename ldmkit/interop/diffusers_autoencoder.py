@@ -34,7 +34,9 @@ import torch
 
 from ldmkit.autoencoder.config import GROUPS, AutoencoderConfig
 from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
-from ldmkit.errors import CheckpointError, ConfigError
+from ldmkit.errors import ConfigError
+from ldmkit.interop.tensor_files import Link, link_sources, module_links
+from ldmkit.state_dicts import converted_state_dict
 
 CLASSES = {"kl": "AutoencoderKL", "vq": "VQModel"}
 IGNORED = ("sample_size", "scaling_factor", "force_upcast", "lookup_from_codebook")  # see the module docstring
@@ -109,36 +111,32 @@ def config_from_diffusers(class_name: str, config: dict) -> tuple[AutoencoderCon
 
 
 # ---- state dicts -------------------------------------------------------------------------------
+# A converter takes the name of a tensor inside one module (e.g. "nin_shortcut.weight") and returns its Link
+# to the diffusers module's tensors; links() prefixes both sides with the modules' names.
 
-def _rename(names: dict[str, str], forward: bool):
-    table = names if forward else {v: k for k, v in names.items()}
-
-    def convert(sub: dict, _forward: bool) -> dict:
-        out = {}
-        for key, value in sub.items():
-            module, _, param = key.rpartition(".")
-            out[f"{table.get(module, module)}.{param}"] = value
-        return out
+def _rename(names: dict[str, str]):
+    def convert(param: str) -> Link:
+        module, _, name = param.rpartition(".")
+        return Link(param, (f"{names.get(module, module)}.{name}",))
 
     return convert
 
 
-def _attention(sub: dict, forward: bool) -> dict:
-    out = _rename(ATTENTION, forward)(sub, forward)
-    for key, value in out.items():
-        if key.endswith(".weight") and not key.startswith(("norm.", "group_norm.")):
-            out[key] = value[:, :, 0, 0] if forward else value[:, :, None, None]  # 1x1 conv <-> Linear
-    return out
+def _attention(param: str) -> Link:
+    link = _rename(ATTENTION)(param)
+    if param.endswith(".weight") and not param.startswith("norm."):  # 1x1 conv <-> Linear
+        return Link(param, link.theirs, lambda w: w[:, :, None, None], (lambda w: w[:, :, 0, 0],))
+    return link
 
 
-def _same(sub: dict, forward: bool) -> dict:
-    return dict(sub)
+def _same(param: str) -> Link:
+    return Link(param, (param,))
 
 
-def _module_pairs(cfg: AutoencoderConfig, forward: bool) -> list[tuple[str, str, object]]:
+def _module_pairs(cfg: AutoencoderConfig) -> list[tuple[str, str, object]]:
     """(ldmkit prefix, diffusers prefix, converter) for every module with parameters."""
     diffusers_config(cfg)  # raises for what diffusers cannot express
-    resnet = _rename({"nin_shortcut": "conv_shortcut"}, forward)
+    resnet = _rename({"nin_shortcut": "conv_shortcut"})
     levels = len(cfg.ch_mult)
     pairs = [("quant_conv", "quant_conv", _same), ("post_quant_conv", "post_quant_conv", _same)]
     if cfg.kind == "vq":
@@ -164,51 +162,28 @@ def _module_pairs(cfg: AutoencoderConfig, forward: bool) -> list[tuple[str, str,
     return pairs
 
 
-def _expected_keys(cfg: AutoencoderConfig) -> set[str]:
+def links(cfg: AutoencoderConfig) -> list[Link]:
+    """The Link of every tensor of `build_autoencoder(cfg)`'s state dict to diffusers' (see the module
+    docstring): renames, 1x1 conv <-> Linear reshapes, and the dead-code restart's bookkeeping, which
+    diffusers has no tensors for (fresh on import, dropped on export)."""
     with torch.device("meta"):
-        return set(build_autoencoder(cfg).state_dict())
-
-
-def _check_keys(keys, cfg: AutoencoderConfig, what: str) -> None:
-    expected = _expected_keys(cfg)
-    missing, unexpected = sorted(expected - set(keys)), sorted(set(keys) - expected)
-    if missing or unexpected:
-        raise CheckpointError(f"the {what} state dict does not fit this autoencoder config: {len(missing)} keys "
-                              f"missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-
-
-def _convert(state_dict: dict, cfg: AutoencoderConfig, forward: bool) -> dict:
-    remaining = dict(state_dict)
-    if forward:
-        _check_keys(remaining, cfg, "ldmkit autoencoder")
-        for key in VQ_BOOKKEEPING:  # training bookkeeping of the dead-code restart, not weights
-            remaining.pop(key, None)
-    out = {}
-    for ours, theirs, convert in _module_pairs(cfg, forward):
-        src, dst = (ours, theirs) if forward else (theirs, ours)
-        sub = {key[len(src) + 1:]: remaining.pop(key) for key in list(remaining) if key.startswith(src + ".")}
-        if not sub:
-            raise CheckpointError(f"the {'ldmkit' if forward else 'diffusers'} state dict has no tensors for '{src}'")
-        out.update({f"{dst}.{key}": value for key, value in convert(sub, forward).items()})
-    if remaining:
-        raise CheckpointError(f"{len(remaining)} state-dict keys do not belong to this autoencoder config, "
-                              f"e.g. {sorted(remaining)[:3]}")
-    if not forward:
-        if cfg.kind == "vq" and cfg.vq_restart_every > 0:  # fresh restart bookkeeping, as a new model has
-            out["quantize.usage"] = torch.full((cfg.n_embed,), 1.0 / cfg.n_embed)
-            out["quantize.calls"] = torch.zeros((), dtype=torch.long)
-        _check_keys(out, cfg, "converted diffusers")
-    return out
+        keys = list(build_autoencoder(cfg).state_dict())
+    fresh = {"quantize.usage": lambda: torch.full((cfg.n_embed,), 1.0 / cfg.n_embed),
+             "quantize.calls": lambda: torch.zeros((), dtype=torch.long)}  # as a new VectorQuantizer starts
+    return (module_links([k for k in keys if k not in fresh], _module_pairs(cfg))
+            + [Link(k, (), fresh[k]) for k in keys if k in fresh])
 
 
 def to_diffusers_state_dict(state_dict: dict, cfg: AutoencoderConfig) -> dict:
     """An ldmkit (= CompVis `first_stage_model.*` without the prefix) autoencoder state dict in diffusers' names."""
-    return _convert(state_dict, cfg, forward=True)
+    weights = {k: v for k, v in state_dict.items() if k not in VQ_BOOKKEEPING}  # restart bookkeeping, not weights
+    return converted_state_dict(link_sources(links(cfg), to_ours=False), weights, "the ldmkit autoencoder state dict")
 
 
 def from_diffusers_state_dict(state_dict: dict, cfg: AutoencoderConfig) -> dict:
     """A diffusers AutoencoderKL / VQModel state dict in ldmkit's names, for `build_autoencoder(cfg)`."""
-    return _convert(state_dict, cfg, forward=False)
+    return converted_state_dict(link_sources(links(cfg), to_ours=True), state_dict,
+                                "the diffusers autoencoder state dict")
 
 
 def to_diffusers(model: Autoencoder, scale_factor: float = 1.0):

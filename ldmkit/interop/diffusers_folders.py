@@ -1,7 +1,8 @@
 """diffusers folders on disk <-> ldmkit models, without needing the `diffusers` package.
 
 A diffusers model folder holds `config.json` (the constructor's kwargs plus "_class_name") and
-`diffusion_pytorch_model.safetensors`; a scheduler folder holds `scheduler_config.json`. A
+`diffusion_pytorch_model.safetensors` (or `.bin`, shards named by a `.safetensors.index.json`, or
+the fp16 variant of either: tensor_files.weight_files); a scheduler folder holds `scheduler_config.json`. A
 pipeline folder holds `model_index.json` and one folder per component:
 
     model_index.json      {"_class_name": "LDMPipeline", "unet": ["diffusers", "UNet2DModel"], ...}
@@ -17,6 +18,9 @@ is unconditional (or LDMSuperResolutionPipeline's), unless `conditioning` is giv
 safety_checker and feature_extractor are ignored (no part in generating an image); any other
 component is an error that names it. The image size is the UNet's sample_size times the first
 stage's factor.
+Safetensors weights are read tensor by tensor into the model's own tensors (so into its dtype; the
+correspondence of names is diffusers_unet.links / diffusers_autoencoder.links), so loading holds the
+model and no second copy of it; .bin pickles are read whole.
 Export: the diffusers pipeline that runs the model as ldmkit does (diffusers_pipelines.py), whose
 `from_pretrained(folder)` then samples the same images; a model no pipeline runs is refused.
 `ldmkit.json` keeps what diffusers has no field for (conditioning settings, image size,
@@ -34,10 +38,10 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 from ldmkit.autoencoder.config import AutoencoderConfig
 from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
-from ldmkit.checkpoint import load_exact
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.config import from_dict, to_dict
 from ldmkit.diffusion.schedule import DiffusionConfig
@@ -46,9 +50,10 @@ from ldmkit.interop import diffusers_autoencoder as ae
 from ldmkit.interop import diffusers_text, diffusers_unet
 from ldmkit.interop.diffusers_pipelines import pipeline_class, super_resolution
 from ldmkit.interop.diffusers_scheduler import diffusion_config_from_scheduler, scheduler_config, training_equivalent
-from ldmkit.interop.tensor_files import read_json, read_state_dict
+from ldmkit.interop.tensor_files import Link, link_sources, read_json, read_weights, safetensors_owners, weight_files
 from ldmkit.pipeline.checkpoint import empty_unet
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
+from ldmkit.state_dicts import converted_state_dict, load_exact, load_exact_from_files
 from ldmkit.unet.model import UNet
 from ldmkit.version import __version__
 
@@ -85,21 +90,32 @@ def save_model_folder(out: str | Path, class_name: str, config: dict, tensors: d
     save_file(plain, str(out / WEIGHTS), metadata={"format": "pt"})
 
 
-def read_model_folder(path: str | Path) -> tuple[str, dict, dict[str, torch.Tensor]]:
-    """(class name, config, tensors) of a diffusers model folder (safetensors or .bin weights)."""
-    path = Path(path)
+def _model_folder(path: Path) -> tuple[str, dict, list[Path]]:
+    """(class name, config, weight files) of a diffusers model folder."""
     if not (path / CONFIG).is_file():
         raise CheckpointError(f"{path} is not a diffusers model folder: it has no {CONFIG}")
     config = read_json(path / CONFIG)
-    if (path / WEIGHTS).is_file():
-        tensors = read_state_dict(path / WEIGHTS)
-    elif (path / WEIGHTS_BIN).is_file():  # a pickle: weights_only, see tensor_files.py
-        tensors = read_state_dict(path / WEIGHTS_BIN)
+    return config.get("_class_name", ""), config, weight_files(path, (WEIGHTS, WEIGHTS_BIN))
+
+
+def read_model_folder(path: str | Path) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """(class name, config, tensors) of a diffusers model folder, its weights read whole."""
+    class_name, config, files = _model_folder(Path(path))
+    return class_name, config, read_weights(files)
+
+
+def _load_weights(module: nn.Module, path: Path, files: list[Path], links: list[Link]) -> None:
+    """Fill `module` from the weight files of the diffusers model folder `path` by `links` (its tensors'
+    correspondence to diffusers'): safetensors tensor by tensor into the module's own tensors (so into its
+    dtype, with no second copy of the model), pickles read whole."""
+    sources = link_sources(links, to_ours=True)
+    if all(file.suffix == ".safetensors" for file in files):
+        owners = safetensors_owners(files)
+        used = {k for src in sources.values() for k in src.keys}
+        load_exact_from_files(module, owners, sources, str(path), unexpected=sorted(set(owners) - used),
+                              fix=f"do its weights belong to its {CONFIG}?")
     else:
-        found = sorted(p.name for p in path.iterdir())
-        raise CheckpointError(f"{path} has no {WEIGHTS} (nor {WEIGHTS_BIN}); it holds {found}. Sharded or "
-                              "variant (fp16) weights: save the model again with diffusers' save_pretrained()")
-    return config.get("_class_name", ""), config, tensors
+        load_exact(module, converted_state_dict(sources, read_weights(files), f"the weights in {path}"), str(path))
 
 
 def save_unet_folder(unet: UNet, out: str | Path, sample_size: int | None = None) -> None:
@@ -110,11 +126,13 @@ def save_unet_folder(unet: UNet, out: str | Path, sample_size: int | None = None
     save_model_folder(out, class_name, config, diffusers_unet.to_diffusers_state_dict(unet.state_dict(), unet.config))
 
 
-def load_unet_folder(path: str | Path) -> UNet:
-    class_name, config, tensors = read_model_folder(path)
+def load_unet_folder(path: str | Path, dtype: torch.dtype = torch.float32) -> UNet:
+    """An ldmkit UNet (eval mode, in `dtype`) of a diffusers UNet2DModel / UNet2DConditionModel folder."""
+    path = Path(path)
+    class_name, config, files = _model_folder(path)
     cfg = diffusers_unet.config_from_diffusers(class_name, config)
-    unet = UNet(cfg)
-    unet.load_state_dict(diffusers_unet.from_diffusers_state_dict(tensors, cfg))
+    unet = empty_unet(cfg, dtype)
+    _load_weights(unet, path, files, diffusers_unet.links(cfg))
     return unet.eval()
 
 
@@ -127,10 +145,11 @@ def save_autoencoder_folder(model: Autoencoder, out: str | Path, scale_factor: f
 
 def load_autoencoder_folder(path: str | Path) -> tuple[Autoencoder, float]:
     """(autoencoder in eval mode, scaling_factor) of a diffusers AutoencoderKL / VQModel folder."""
-    class_name, config, tensors = read_model_folder(path)
+    path = Path(path)
+    class_name, config, files = _model_folder(path)
     cfg, scale = ae.config_from_diffusers(class_name, config)
     model = build_autoencoder(cfg)
-    model.load_state_dict(ae.from_diffusers_state_dict(tensors, cfg))
+    _load_weights(model, path, files, ae.links(cfg))
     return model.eval(), scale
 
 
@@ -274,13 +293,13 @@ def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | N
         raise CheckpointError(f"{path} is not a diffusers pipeline folder: it has no {INDEX}{hint}")
     index = read_json(path / INDEX)
     components = _components(path, index)
-    unet_class, unet_config, unet_tensors = read_model_folder(path / "unet")
+    unet_class, unet_config, unet_files = _model_folder(path / "unet")
     unet_cfg = diffusers_unet.config_from_diffusers(unet_class, unet_config)
     stage_path = _first_stage_folder(path, index)
     if stage_path is None:
-        stage_cfg, scale, stage_tensors = AutoencoderConfig(kind="identity", in_channels=unet_cfg.out_channels), 1.0, {}
+        stage_cfg, scale, stage_files = AutoencoderConfig(kind="identity", in_channels=unet_cfg.out_channels), 1.0, []
     else:
-        stage_class, stage_config, stage_tensors = read_model_folder(stage_path)
+        stage_class, stage_config, stage_files = _model_folder(stage_path)
         stage_cfg, scale = ae.config_from_diffusers(stage_class, stage_config)
     diffusion = load_scheduler_folder(path / "scheduler") if "scheduler" in components else DiffusionConfig()
     text = diffusers_text.text_conditioning(path, index)  # Stable Diffusion: CLIP text_encoder + tokenizer
@@ -301,14 +320,11 @@ def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | N
         cfg = saved
     _check_fit(path, cfg)
     model = LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype))
-    tensors = {f"unet.{k}": v for k, v in diffusers_unet.from_diffusers_state_dict(unet_tensors, cfg.unet).items()}
+    _load_weights(model.unet, path / "unet", unet_files, diffusers_unet.links(cfg.unet))
     if stage_path is not None:
-        stage = ae.from_diffusers_state_dict(stage_tensors, cfg.first_stage)
-        tensors.update({f"first_stage.{k}": v for k, v in stage.items()})
+        _load_weights(model.first_stage, stage_path, stage_files, ae.links(cfg.first_stage))
     if _clip_text(cfg):
-        encoder = diffusers_text.text_encoder_tensors(path / "text_encoder")
-        tensors.update({f"conditioner.{k}": v for k, v in encoder.items()})
+        diffusers_text.load_text_encoder(model.conditioner, path / "text_encoder")
     elif model.conditioner.state_dict():
         raise CheckpointError(f"{path} holds no weights for the '{cfg.conditioning.kind}' conditioner it needs")
-    load_exact(model, tensors, str(path))
     return model.eval()

@@ -1,13 +1,13 @@
 """Stable Diffusion's text components in a diffusers pipeline folder <-> ldmkit's "clip" text conditioner.
 
-    text_encoder/   transformers CLIPTextModel: config.json + model.safetensors (or pytorch_model.bin)
+    text_encoder/   transformers CLIPTextModel: config.json + model.safetensors (or pytorch_model.bin, sharded, fp16)
     tokenizer/      transformers CLIPTokenizer: vocab.json + merges.txt and/or tokenizer.json, tokenizer_config.json
 
 On import the two folders become a TextConfig(encoder="clip") with their absolute paths as
 weights_path / vocab_path; embed_dim is the text model's hidden_size (= the UNet's
 cross_attention_dim) and max_tokens the tokenizer's model_max_length, or the text model's
 max_position_embeddings (77 for SD) when the tokenizer leaves it unset (transformers then writes
-~1e30). The weights are read here by name (`text_encoder_tensors`), so a text encoder that does
+~1e30). The weights are read here by name (`load_text_encoder`), so a text encoder that does
 not fit is an error, not a silently random layer. Reading the configs needs no `transformers`;
 building the conditioner does (the optional extra ldmkit[clip]). On export the text model is saved
 by transformers itself (`ClipText.save_text_encoder`) and the tokenizer files are copied, with
@@ -21,19 +21,21 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
+from torch import nn
 
 from ldmkit.checkpoint import RELATIVE_PATHS
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.conditioning.sections import TextConfig
 from ldmkit.errors import CheckpointError
-from ldmkit.interop.tensor_files import read_json, read_state_dict
+from ldmkit.interop.tensor_files import read_json, read_weights, safetensors_owners, weight_files
+from ldmkit.state_dicts import Source, load_exact, load_exact_from_files
 
 COMPONENTS = ("text_encoder", "tokenizer")
 CLASSES = {"text_encoder": ("CLIPTextModel",), "tokenizer": ("CLIPTokenizer", "CLIPTokenizerFast")}
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 UNSET_LENGTH = 10**6  # transformers' "no limit" model_max_length is int(1e30)
 CONDITIONER_PREFIX = "transformer.text_model."  # ClipText's names for the text model's tensors
+POSITION_IDS = "embeddings.position_ids"  # a constant buffer older transformers saved
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json")
 
@@ -65,19 +67,25 @@ def text_conditioning(path: Path, index: dict) -> ConditioningConfig | None:
     return ConditioningConfig(kind="text", drop_prob=0.0, trainable=False, text=text)
 
 
-def text_encoder_tensors(folder: Path) -> dict[str, torch.Tensor]:
-    """The CLIPTextModel weights in `folder`, named as the clip conditioner's state dict."""
-    found = [folder / name for name in WEIGHTS if (folder / name).is_file()]
-    if not found:
-        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        raise CheckpointError(f"{folder} has no {' or '.join(WEIGHTS)}; it holds {present}. Sharded or variant "
-                              "(fp16) weights: save the text encoder again with transformers' save_pretrained()")
-    tensors = {}
-    for key, value in read_state_dict(found[0]).items():
-        key = key.removeprefix("text_model.")  # transformers 4 nests the text model, 5 does not
-        if key != "embeddings.position_ids":  # a constant buffer older transformers saved
-            tensors[CONDITIONER_PREFIX + key] = value
-    return tensors
+def load_text_encoder(conditioner: nn.Module, folder: Path) -> None:
+    """Fill the clip conditioner with the CLIPTextModel weights in `folder` (plain, sharded or the fp16 variant:
+    tensor_files.weight_files), by name: safetensors tensor by tensor into the conditioner's own tensors
+    (state_dicts.load_exact_from_files), pickles whole."""
+    files = weight_files(folder, WEIGHTS)
+    if not all(file.suffix == ".safetensors" for file in files):
+        load_exact(conditioner, {_conditioner_name(k): v for k, v in read_weights(files).items()
+                                 if k.removeprefix("text_model.") != POSITION_IDS}, str(folder))
+        return
+    owners = safetensors_owners(files)
+    sources = {_conditioner_name(k): Source((k,)) for k in owners if k.removeprefix("text_model.") != POSITION_IDS}
+    expected = conditioner.state_dict()
+    load_exact_from_files(conditioner, owners, sources, str(folder),
+                          unexpected=sorted(src.keys[0] for key, src in sources.items() if key not in expected),
+                          fix="is it the CLIP text model its config.json describes?")
+
+
+def _conditioner_name(key: str) -> str:
+    return CONDITIONER_PREFIX + key.removeprefix("text_model.")  # transformers 4 nests the text model, 5 does not
 
 
 def copy_tokenizer(source: Path, out: Path, max_tokens: int) -> None:

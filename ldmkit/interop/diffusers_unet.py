@@ -20,6 +20,10 @@ Key correspondence (ldmkit keeps CompVis' names):
   SpatialTransformer <-> Transformer2DModel: identical names inside
   AttentionBlock norm / qkv / proj_out <-> Attention group_norm / to_q, to_k, to_v / to_out.0: the
     1x1 conv weights become matrices and qkv's per-head [q, k, v] channel groups are regrouped.
+`links(cfg)` holds this correspondence tensor by tensor (tensor_files.Link); every ldmkit tensor is
+one diffusers tensor renamed, or reshaped (1x1 conv <-> Linear), except a legacy AttentionBlock's qkv,
+which is made of three (to_q, to_k, to_v). It converts state dicts both ways and lets a diffusers
+folder load tensor by tensor (diffusers_folders.py).
 What diffusers cannot express raises an LdmkitError naming the key: conv_resample false, a
 SpatialTransformer whose heads * head width differs from its channels, resblock_updown with
 SpatialTransformers, and legacy attention whose head width differs between layers.
@@ -31,7 +35,9 @@ from functools import partial
 
 import torch
 
-from ldmkit.errors import CheckpointError, ConfigError
+from ldmkit.errors import ConfigError
+from ldmkit.interop.tensor_files import Link, link_sources, module_links
+from ldmkit.state_dicts import converted_state_dict
 from ldmkit.unet.config import GROUPS, UNetConfig
 from ldmkit.unet.model import UNet
 
@@ -161,43 +167,44 @@ def config_from_diffusers(class_name: str, config: dict) -> UNetConfig:
 
 
 # ---- state dicts -------------------------------------------------------------------------------
+# A converter takes the name of a tensor inside one module (e.g. "in_layers.0.weight") and returns its Link
+# to the diffusers module's tensors; links() prefixes both sides with the modules' names.
 
-def _same(sub: dict, forward: bool) -> dict:
-    return dict(sub)
-
-
-def _resnet(sub: dict, forward: bool) -> dict:
-    names = RESNET if forward else {v: k for k, v in RESNET.items()}
-    out = {}
-    for key, value in sub.items():
-        module, _, param = key.rpartition(".")
-        if module not in names:
-            raise CheckpointError(f"unexpected ResBlock key {key!r}")
-        out[f"{names[module]}.{param}"] = value
-    return out
+def _same(param: str) -> Link:
+    return Link(param, (param,))
 
 
-def _legacy_attention(sub: dict, forward: bool, heads: int) -> dict:
-    norm = ("norm", "group_norm") if forward else ("group_norm", "norm")
-    out = {f"{norm[1]}.{p}": sub[f"{norm[0]}.{p}"] for p in ("weight", "bias")}
-    if forward:
-        c = sub["proj_out.weight"].shape[0]
-        w = sub["qkv.weight"].reshape(heads, 3, c // heads, c)  # per head [q | k | v]
-        b = sub["qkv.bias"].reshape(heads, 3, c // heads)
-        for i, name in enumerate(("to_q", "to_k", "to_v")):
-            out[f"{name}.weight"] = w[:, i].reshape(c, c)
-            out[f"{name}.bias"] = b[:, i].reshape(c)
-        out["to_out.0.weight"] = sub["proj_out.weight"][:, :, 0]
-        out["to_out.0.bias"] = sub["proj_out.bias"]
-        return out
-    c = sub["to_out.0.weight"].shape[0]
-    names = ("to_q", "to_k", "to_v")
-    out["qkv.weight"] = torch.stack([sub[f"{n}.weight"].reshape(heads, c // heads, c) for n in names],
-                                    dim=1).reshape(3 * c, c, 1)  # per head [q | k | v]
-    out["qkv.bias"] = torch.stack([sub[f"{n}.bias"].reshape(heads, c // heads) for n in names], dim=1).reshape(3 * c)
-    out["proj_out.weight"] = sub["to_out.0.weight"][:, :, None]
-    out["proj_out.bias"] = sub["to_out.0.bias"]
-    return out
+def _resnet(param: str) -> Link:
+    module, _, name = param.rpartition(".")
+    return Link(param, (f"{RESNET[module]}.{name}",))
+
+
+def _join_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """to_q / to_k / to_v weights (c, c) or biases (c,) -> qkv's, per head [q | k | v]: (3c, c, 1) or (3c,)."""
+    c = q.shape[0]
+    joined = torch.stack([t.reshape(heads, c // heads, *t.shape[1:]) for t in (q, k, v)], dim=1)  # (heads, 3, ...)
+    joined = joined.reshape(3 * c, *q.shape[1:])
+    return joined[:, :, None] if q.dim() == 2 else joined  # qkv is a 1x1 conv1d
+
+
+def _split_heads(qkv: torch.Tensor, i: int, heads: int) -> torch.Tensor:
+    """The i-th of to_q / to_k / to_v (0, 1, 2) of qkv's weight (3c, c, 1) or bias (3c,); _join_heads undone."""
+    c, rest = qkv.shape[0] // 3, qkv.shape[1:2]
+    return qkv.reshape(heads, 3, c // heads, *rest)[:, i].reshape(c, *rest)
+
+
+def _legacy_attention(param: str, heads: int) -> Link:
+    """AttentionBlock norm / qkv / proj_out (1x1 conv1d) <-> Attention group_norm / to_q, to_k, to_v / to_out.0:
+    qkv joins three diffusers tensors into one, the only ldmkit tensor that does."""
+    module, _, name = param.rpartition(".")
+    if module == "norm":
+        return Link(param, (f"group_norm.{name}",))
+    if module == "proj_out" and name == "weight":
+        return Link(param, ("to_out.0.weight",), lambda w: w[:, :, None], (lambda w: w[:, :, 0],))  # conv1d <-> Linear
+    if module == "proj_out":
+        return Link(param, ("to_out.0.bias",))
+    return Link(param, tuple(f"{n}.{name}" for n in ("to_q", "to_k", "to_v")), partial(_join_heads, heads=heads),
+                tuple(partial(_split_heads, i=i, heads=heads) for i in range(3)))
 
 
 def _module_pairs(cfg: UNetConfig) -> list[tuple[str, str, object]]:
@@ -244,43 +251,21 @@ def _module_pairs(cfg: UNetConfig) -> list[tuple[str, str, object]]:
     return pairs
 
 
-def _check_ldmkit_keys(keys, cfg: UNetConfig) -> None:
+def links(cfg: UNetConfig) -> list[Link]:
+    """The Link of every tensor of `UNet(cfg)`'s state dict to diffusers' (see the module docstring)."""
     with torch.device("meta"):
-        expected = set(UNet(cfg).state_dict())
-    missing, unexpected = sorted(expected - set(keys)), sorted(set(keys) - expected)
-    if missing or unexpected:
-        raise CheckpointError(f"the UNet state dict does not fit this config: {len(missing)} keys missing "
-                              f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-
-
-def _convert(state_dict: dict, cfg: UNetConfig, forward: bool) -> dict:
-    if forward:
-        _check_ldmkit_keys(state_dict, cfg)
-    remaining, out = dict(state_dict), {}
-    for ours, theirs, convert in _module_pairs(cfg):
-        src, dst = (ours, theirs) if forward else (theirs, ours)
-        sub = {key[len(src) + 1:]: remaining.pop(key) for key in list(remaining) if key.startswith(src + ".")}
-        try:
-            converted = convert(sub, forward)
-        except KeyError as err:
-            raise CheckpointError(f"the diffusers state dict lacks '{src}.{err.args[0]}'") from err
-        out.update({f"{dst}.{key}": value for key, value in converted.items()})
-    if remaining:
-        raise CheckpointError(f"{len(remaining)} diffusers state-dict keys do not belong to this UNet config, "
-                              f"e.g. {sorted(remaining)[:3]}")
-    if not forward:
-        _check_ldmkit_keys(out, cfg)
-    return out
+        keys = list(UNet(cfg).state_dict())
+    return module_links(keys, _module_pairs(cfg))
 
 
 def to_diffusers_state_dict(state_dict: dict, cfg: UNetConfig) -> dict:
     """An ldmkit (= CompVis `model.diffusion_model.*` without the prefix) UNet state dict in diffusers' names."""
-    return _convert(state_dict, cfg, forward=True)
+    return converted_state_dict(link_sources(links(cfg), to_ours=False), state_dict, "the ldmkit UNet state dict")
 
 
 def from_diffusers_state_dict(state_dict: dict, cfg: UNetConfig) -> dict:
     """A diffusers UNet state dict in ldmkit's names, for `UNet(cfg).load_state_dict`."""
-    return _convert(state_dict, cfg, forward=False)
+    return converted_state_dict(link_sources(links(cfg), to_ours=True), state_dict, "the diffusers UNet state dict")
 
 
 def to_diffusers(unet: UNet):

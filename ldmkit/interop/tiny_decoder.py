@@ -16,11 +16,12 @@ from pathlib import Path
 import torch
 
 from ldmkit.autoencoder.tiny import KIND, TinyDecoder, TinyDecoderConfig
-from ldmkit.checkpoint import load_exact, load_typed_model_file, save_model_file
+from ldmkit.checkpoint import load_typed_model_file, save_model_file
 from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError, DataError
 from ldmkit.interop.diffusers_folders import CONFIG, read_model_folder
-from ldmkit.interop.tensor_files import read_state_dict
+from ldmkit.interop.tensor_files import read_state_dict, weight_files
+from ldmkit.state_dicts import load_exact
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 WHAT = ("give a diffusers AutoencoderTiny folder (e.g. madebyollin/taesd), TAESD's taesd_decoder.safetensors, "
@@ -66,13 +67,14 @@ def load_tiny_decoder(path: str | Path) -> TinyDecoder:
 
 
 def weights_file(path: str | Path) -> Path:
-    """The file holding a tiny decoder's weights: `path` itself, or a diffusers folder's weights file."""
+    """The file holding a tiny decoder's weights: `path` itself, or a diffusers folder's weights file (its fp16
+    variant, or the first shard, where that is what the folder holds)."""
     path = Path(path)
     if not path.is_dir():
         return path
     from ldmkit.interop.diffusers_folders import WEIGHTS, WEIGHTS_BIN
 
-    return path / WEIGHTS if (path / WEIGHTS).is_file() else path / WEIGHTS_BIN
+    return weight_files(path, (WEIGHTS, WEIGHTS_BIN))[0]
 
 
 def save_tiny_decoder(decoder: TinyDecoder, path: str | Path) -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from ldmkit.checkpoint import load_exact_from_file, read_typed_config
+from ldmkit.checkpoint import read_typed_config
 from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
+from ldmkit.state_dicts import Source, load_exact_from_files
 from ldmkit.unet import UNet, UNetConfig
 
 KIND = "ldm"
@@ -36,7 +37,7 @@ def ldm_config_dict(model: LatentDiffusion) -> dict:
 def load_ldm(path: str | Path, use_ema: bool = True, unet_dtype: torch.dtype = torch.float32) -> LatentDiffusion:
     """Rebuild an LDM from an ldmkit model file / checkpoint / run folder; EMA weights by default.
 
-    The UNet is made in `unet_dtype` and its weights read into it tensor by tensor (load_exact_from_file):
+    The UNet is made in `unet_dtype` and its weights read into it tensor by tensor (load_exact_from_files):
     a bfloat16 UNet never exists in float32 on the way, whatever the file holds."""
     file, cfg = read_typed_config(path, KIND, LDMConfig)
     model = LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype))
@@ -47,8 +48,9 @@ def load_ldm(path: str | Path, use_ema: bool = True, unet_dtype: torch.dtype = t
     unknown = sorted(ema - weights)
     if use_ema and unknown:
         raise CheckpointError(f"{path} has EMA tensors for parameters the model lacks: {', '.join(unknown[:5])}")
-    names = {k: EMA_PREFIX + k if use_ema and k in ema else k for k in model.state_dict()}
-    load_exact_from_file(model, file, names, str(path), unexpected=sorted(weights - set(names)))
+    sources = {k: Source((EMA_PREFIX + k if use_ema and k in ema else k,)) for k in model.state_dict()}
+    load_exact_from_files(model, dict.fromkeys(keys, file), sources, str(path),
+                          unexpected=sorted(weights - set(sources)))
     return model.eval()
 
 

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ldmkit.checkpoint import load_exact
 from ldmkit.config import from_dict, to_dict
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
+from ldmkit.state_dicts import load_exact
 
 IDENTITY = "identity"  # the first stage of pixel-space models
 MODEL_SECTIONS = ("unet", "diffusion", "conditioning")  # taken from MODEL

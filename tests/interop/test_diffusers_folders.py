@@ -3,21 +3,26 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import ldmkit
-from ldmkit.autoencoder import AutoencoderConfig
+from ldmkit import state_dicts
+from ldmkit.autoencoder import AutoencoderConfig, build_autoencoder
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.conditioning.sections import LowResConfig
 from ldmkit.diffusion.schedule import DiffusionConfig
 from ldmkit.errors import CheckpointError, ConfigError
+from ldmkit.interop import tensor_files
 from ldmkit.interop.diffusers_folders import (
     LDMKIT_CONFIG,
+    load_autoencoder_folder,
     load_diffusers_folder,
     load_unet_folder,
+    save_autoencoder_folder,
     save_diffusers_folder,
     save_unet_folder,
 )
-from ldmkit.interop.diffusers_unet import diffusers_config
+from ldmkit.interop.diffusers_unet import diffusers_config, from_diffusers_state_dict
 from ldmkit.pipeline import LatentDiffusion, LDMConfig, Pipeline
 from ldmkit.unet import UNET_PRESETS, UNet
 
@@ -163,3 +168,102 @@ def test_folders_ldmkit_cannot_import_are_named(tmp_path, randomize):
     with pytest.raises(ConfigError, match="embed_dim"):
         save_diffusers_folder(tiny_ldm(AutoencoderConfig(kind="kl", ch=32, ch_mult=(1, 2), z_channels=3,
                                                           embed_dim=4), randomize), tmp_path / "kl")
+
+
+SAVES = {  # save_pretrained's ways of writing weights: its arguments, and a file each way leaves
+    "safetensors": ({}, "diffusion_pytorch_model.safetensors"),
+    "fp16": ({"variant": "fp16"}, "diffusion_pytorch_model.fp16.safetensors"),
+    "sharded": ({"max_shard_size": "100KB"}, "diffusion_pytorch_model-00002-of-*.safetensors"),
+    "sharded-fp16": ({"max_shard_size": "100KB", "variant": "fp16"}, "diffusion_pytorch_model.fp16-00002-of-*"),
+    "bin-fp16": ({"safe_serialization": False, "variant": "fp16"}, "diffusion_pytorch_model.fp16.bin"),
+    "bin-sharded": ({"safe_serialization": False, "max_shard_size": "100KB"}, "diffusion_pytorch_model.bin.index.json"),
+}
+
+
+def never_read_whole(path):
+    raise AssertionError(f"{path} was read whole")
+
+
+@pytest.mark.parametrize("save", list(SAVES))
+def test_unet_folders_load_as_diffusers_saves_them(save, tmp_path, randomize, monkeypatch):
+    """Plain, fp16 variant (what from_pretrained(variant="fp16") downloads) and sharded weights; safetensors
+    tensor by tensor into the UNet's own dtype (UNet2DModel: its qkv is joined from three diffusers tensors)."""
+    kwargs, written = SAVES[save]
+    cfg = UNET_PRESETS["tiny-legacy"]
+    class_name, config = diffusers_config(cfg)
+    theirs = randomize(getattr(diffusers, class_name)(**config))
+    theirs.to(torch.float16 if "variant" in kwargs else torch.float32).save_pretrained(tmp_path, **kwargs)
+    assert list(tmp_path.glob(written)), sorted(p.name for p in tmp_path.iterdir())
+    if "safe_serialization" not in kwargs:
+        monkeypatch.setattr(tensor_files, "read_state_dict", never_read_whole)
+    monkeypatch.setattr(state_dicts, "READ_BUDGET", 1)  # one tensor per mapping of the files
+    ours = load_unet_folder(tmp_path)
+    g = torch.Generator().manual_seed(1)
+    x, t, y = torch.randn(2, 4, 8, 8, generator=g), torch.tensor([3, 901]), torch.tensor([1, 4])
+    with torch.no_grad():
+        expected = theirs.float()(x, t, class_labels=y).sample
+        torch.testing.assert_close(ours(x, t, y=y), expected, atol=1e-5, rtol=1e-5)
+    half = load_unet_folder(tmp_path, dtype=torch.bfloat16)
+    assert all(torch.equal(v, ours.state_dict()[k].to(torch.bfloat16)) for k, v in half.state_dict().items())
+
+
+def test_full_precision_weights_are_read_before_the_fp16_variant(tmp_path, randomize):
+    class_name, config = diffusers_config(UNET_PRESETS["tiny"])
+    plain = randomize(getattr(diffusers, class_name)(**config), 1)
+    plain.save_pretrained(tmp_path)
+    half = randomize(getattr(diffusers, class_name)(**config), 2).to(torch.float16)
+    half.save_pretrained(tmp_path, variant="fp16")
+    for theirs in (plain, half):
+        expected = from_diffusers_state_dict(theirs.float().state_dict(), UNET_PRESETS["tiny"])
+        ours = load_unet_folder(tmp_path).state_dict()
+        assert all(torch.equal(ours[k], expected[k]) for k in expected)
+        (tmp_path / "diffusion_pytorch_model.safetensors").unlink(missing_ok=True)  # then only the fp16 file
+
+
+def test_a_pipeline_folder_with_sharded_and_fp16_weights_loads(tmp_path, randomize):
+    model = tiny_ldm(KL, randomize)
+    out = save_diffusers_folder(model, tmp_path / "out")
+    unet = diffusers.UNet2DModel.from_pretrained(out / "unet")
+    vae = diffusers.AutoencoderKL.from_pretrained(out / "vqvae")
+    for folder in ("unet", "vqvae"):
+        (out / folder / "diffusion_pytorch_model.safetensors").unlink()
+    unet.save_pretrained(out / "unet", max_shard_size="100KB")  # the shards and their index only
+    vae.to(torch.float16).save_pretrained(out / "vqvae", variant="fp16")  # the fp16 variant only
+    back = load_diffusers_folder(out, unet_dtype=torch.bfloat16)
+    expected = model.state_dict()
+    for key, value in back.state_dict().items():
+        rounded = {"unet": torch.bfloat16, "first_stage": torch.float16}[key.split(".")[0]]
+        assert torch.equal(value, expected[key].to(rounded).to(value.dtype)), key
+    shard = next((out / "unet").glob("*-00002-of-*.safetensors"))
+    shard.unlink()
+    with pytest.raises(CheckpointError, match=f"names shards that are missing: {shard.name}; download them"):
+        load_diffusers_folder(out)
+
+
+@pytest.mark.parametrize("folder", ["unet", "vae"])
+def test_weights_that_do_not_fit_the_config_are_named_in_one_line(folder, tmp_path, randomize):
+    if folder == "unet":  # UNet2DModel: legacy attention, whose qkv diffusers holds as to_q, to_k, to_v
+        save_unet_folder(randomize(UNet(UNET_PRESETS["tiny"])), tmp_path)
+        load = load_unet_folder
+        absent, one_long, one_row = "conv_in.weight", "conv_out.bias", "mid_block.attentions.0.to_k.weight"
+        expected = ("missing conv_in.weight (for input_blocks.0.0.weight); unexpected extra.weight; wrong shape "
+                    "mid_block.attentions.0.to_q.weight + mid_block.attentions.0.to_k.weight + "
+                    "mid_block.attentions.0.to_v.weight (for middle_block.1.qkv.weight): file (64, 64) + (1, 64) + "
+                    "(64, 64) vs model (192, 64, 1); conv_out.bias (for out.2.bias): file (1,) vs model (4,)")
+    else:  # AutoencoderKL: its attention's Linear weights are ldmkit's 1x1 convs
+        save_autoencoder_folder(randomize(build_autoencoder(KL)), tmp_path)
+        load = load_autoencoder_folder
+        absent, one_long, one_row = ("decoder.conv_in.weight", "decoder.conv_out.bias",
+                                   "encoder.mid_block.attentions.0.to_k.weight")
+        expected = ("missing decoder.conv_in.weight; unexpected extra.weight; wrong shape "
+                    "encoder.mid_block.attentions.0.to_k.weight (for encoder.mid.attn_1.k.weight): file (1, 64) vs "
+                    "model (64, 64, 1, 1); decoder.conv_out.bias: file (1,) vs model (3,)")
+    file = tmp_path / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(file)
+    del tensors[absent]
+    tensors.update({one_long: torch.zeros(1), one_row: tensors[one_row][:1], "extra.weight": torch.zeros(1)})
+    save_file(tensors, file)
+    with pytest.raises(CheckpointError) as err:
+        load(tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and f"describes ({expected}); do its weights belong to its config.json?" in message

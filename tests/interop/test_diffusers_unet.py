@@ -9,6 +9,7 @@ from ldmkit.interop.diffusers_unet import (
     diffusers_config,
     from_diffusers,
     from_diffusers_state_dict,
+    links,
     to_diffusers,
     to_diffusers_state_dict,
 )
@@ -86,3 +87,13 @@ def test_state_dict_for_another_config_is_rejected():
         from_diffusers_state_dict(state, cfg)
     with pytest.raises(CheckpointError, match="does not fit this config"):
         to_diffusers_state_dict(UNet(UNET_PRESETS["tiny-legacy"]).state_dict(), UNET_PRESETS["tiny"])
+
+
+def test_every_tensor_is_one_diffusers_tensor_but_legacy_attentions_qkv():
+    """What lets a diffusers folder load tensor by tensor: each ldmkit tensor comes from one diffusers tensor
+    (renamed, or a 1x1 conv reshaped), except a legacy AttentionBlock's qkv, made of to_q, to_k and to_v."""
+    sd = links(UNET_PRESETS["sd-v1"])
+    assert len(sd) == 686 and all(len(link.theirs) == 1 and link.to_ours is None for link in sd)
+    joined = [link for link in links(CONFIGS["tiny"]) if len(link.theirs) != 1]
+    assert joined and {link.ours.split(".")[-2] for link in joined} == {"qkv"}
+    assert [name.split(".")[-2] for name in joined[0].theirs] == ["to_q", "to_k", "to_v"]

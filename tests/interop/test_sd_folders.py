@@ -122,11 +122,16 @@ def test_the_schedulers_of_stable_diffusion_releases_load(scheduler, clip_folder
 
 
 def test_half_precision_folders_load_in_float32(clip_folder, tmp_path):
-    pipe = stable_diffusion(clip_folder)
-    pipe.to(torch.float16).save_pretrained(tmp_path)  # as an "fp16" download holds them
-    model = load_diffusers_folder(tmp_path)
+    pipe = stable_diffusion(clip_folder).to(torch.float16)
+    pipe.save_pretrained(tmp_path / "plain")  # as an "fp16" download holds them
+    pipe.save_pretrained(tmp_path / "variant", variant="fp16")  # the files from_pretrained(variant="fp16") fetches
+    assert (tmp_path / "variant" / "text_encoder" / "model.fp16.safetensors").is_file()
+    assert (tmp_path / "variant" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
+    model = load_diffusers_folder(tmp_path / "plain")
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert model.condition(["a cat"])["context"].dtype == torch.float32
+    variant = load_diffusers_folder(tmp_path / "variant").state_dict()
+    assert all(torch.equal(value, variant[key]) for key, value in model.state_dict().items())
 
 
 def test_a_text_encoder_saved_by_transformers_4_loads_the_same(sd_folder):
@@ -135,6 +140,18 @@ def test_a_text_encoder_saved_by_transformers_4_loads_the_same(sd_folder):
     weights = sd_folder / "text_encoder" / "model.safetensors"
     tensors = {f"text_model.{k}": v for k, v in load_file(weights).items()}
     save_file({**tensors, "text_model.embeddings.position_ids": torch.arange(77)[None]}, weights)
+    torch.testing.assert_close(load_diffusers_folder(sd_folder).condition(["a red apple"])["context"], expected)
+
+
+def test_a_text_encoder_saved_as_a_pickle_loads_the_same(sd_folder):
+    """model.safetensors is read tensor by tensor, pytorch_model.bin whole: the same weights either way (here
+    with transformers 4's names)."""
+    expected = load_diffusers_folder(sd_folder).condition(["a red apple"])["context"]
+    weights = sd_folder / "text_encoder" / "model.safetensors"
+    tensors = {f"text_model.{k}": v for k, v in load_file(weights).items()}
+    torch.save({**tensors, "text_model.embeddings.position_ids": torch.arange(77)[None]},
+               sd_folder / "text_encoder" / "pytorch_model.bin")
+    weights.unlink()
     torch.testing.assert_close(load_diffusers_folder(sd_folder).condition(["a red apple"])["context"], expected)
 
 

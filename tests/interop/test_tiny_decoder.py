@@ -29,6 +29,9 @@ def test_a_diffusers_folder_decodes_as_diffusers_does(taesd, tmp_path):
         theirs = taesd.decode(z).sample  # AutoencoderTiny's scaling_factor is 1: z is the diffusion-space latent
         torch.testing.assert_close(ours(z), theirs, atol=1e-5, rtol=1e-5)
     assert ours(z).shape == (2, 3, 48, 80) and weights_file(tmp_path / "taesd").name.endswith(".safetensors")
+    taesd.save_pretrained(tmp_path / "fp16", variant="fp16")  # what from_pretrained(variant="fp16") downloads
+    assert weights_file(tmp_path / "fp16").name == "diffusion_pytorch_model.fp16.safetensors"
+    torch.testing.assert_close(load_tiny_decoder(tmp_path / "fp16")(z), ours(z), atol=1e-5, rtol=1e-5)
 
 
 def test_taesd_decoder_files_and_ldmkit_files_load_the_same_weights(taesd, tmp_path):

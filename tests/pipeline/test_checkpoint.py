@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ldmkit
-from ldmkit import checkpoint
+from ldmkit import state_dicts
 from ldmkit.checkpoint import save_model_file
 from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError
@@ -18,7 +18,7 @@ from tests.pipeline.conftest import tiny_ldm
 
 def test_the_unet_is_made_in_the_asked_dtype_with_the_files_ema_weights(ldm_file, monkeypatch):
     reference = load_ldm(ldm_file)  # float32
-    monkeypatch.setattr(checkpoint, "READ_BUDGET", 1)  # one tensor per mapping of the file
+    monkeypatch.setattr(state_dicts, "READ_BUDGET", 1)  # one tensor per mapping of the file
     half = load_ldm(ldm_file, unet_dtype=torch.bfloat16)
     assert {p.dtype for p in half.unet.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in half.first_stage.parameters()} == {torch.float32}
