@@ -104,6 +104,18 @@ def converted_state_dict(sources: dict[str, Source], tensors: dict[str, torch.Te
             for key, src in sources.items()}
 
 
+def safetensors_shapes(files: dict[str, Path]) -> dict[str, tuple]:
+    """The shape of each tensor `files` names (name -> the safetensors file holding it), from the files' headers."""
+    shapes = {}
+    for path in dict.fromkeys(files.values()):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                shapes.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if files.get(k) == path})
+        except (SafetensorError, OSError) as err:
+            raise unreadable_file(path, err) from err
+    return shapes
+
+
 def load_exact_from_files(module: nn.Module, files: dict[str, Path], sources: dict[str, Source], source: str,
                           unexpected: list[str] = (),
                           fix: str = "was it saved by a different ldmkit version or edited?") -> None:
@@ -114,13 +126,7 @@ def load_exact_from_files(module: nn.Module, files: dict[str, Path], sources: di
     unmapped), so loading holds the module and no second copy of it. `unexpected`: the files' tensors the
     caller found no use for, named in the error."""
     expected = module.state_dict()
-    shapes = {}
-    for path in dict.fromkeys(files.values()):
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                shapes.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if files.get(k) == path})
-        except (SafetensorError, OSError) as err:
-            raise unreadable_file(path, err) from err
+    shapes = safetensors_shapes(files)
     problems = _source_report(sources, shapes, list(unexpected), {k: tuple(v.shape) for k, v in expected.items()})
     if problems:
         raise CheckpointError(f"{source} does not match the {type(module).__name__} its config describes "

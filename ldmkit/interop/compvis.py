@@ -4,28 +4,34 @@
     convert_compvis("model.ckpt", "config.yaml", "models/cin")     # -> models/cin/model.safetensors
 `ldmkit.load` and `ldmkit sample` take the original pair directly (see `find_original_pair`).
 EMA weights (`model_ema.*`) are used when present unless use_ema=False; a converted model file
-keeps both sets, as ldmkit's own checkpoints do. `.ckpt` files are read with
-`torch.load(weights_only=True)` only: one that needs pickled code fails with a CheckpointError
-(tensor_files.py).
+keeps both sets, as ldmkit's own checkpoints do. The UNet is made in `unet_dtype` and filled tensor by
+tensor, only with the set of weights used: a `.safetensors` file is read one tensor at a time
+(state_dicts.load_exact_from_files, after its names and shapes are checked from its header), so
+loading holds the model and no second copy of it; a `.ckpt` is mapped by `torch.load(mmap=True,
+weights_only=True)` (an old non-zip pickle is read whole) and its tensors copied the same way: one that
+needs pickled code fails with a CheckpointError (tensor_files.py). convert_compvis reads the checkpoint
+whole (it writes both sets).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
+import torch
 import yaml
+from safetensors import SafetensorError, safe_open
 
 from ldmkit.checkpoint import MODEL_FILE, save_model_file
 from ldmkit.config import read_yaml, unreadable_yaml
 from ldmkit.errors import CheckpointError
 from ldmkit.interop.compvis_config import Translation, translate
-from ldmkit.interop.compvis_weights import MappedWeights, check_against, split_state
+from ldmkit.interop.compvis_weights import SCALARS, CompVisNames, check_against, compvis_names, with_scalars
 from ldmkit.interop.diffusers_text import make_text_portable
-from ldmkit.interop.tensor_files import read_state_dict
-from ldmkit.pipeline.checkpoint import KIND, ldm_config_dict, ldm_tensors
+from ldmkit.interop.tensor_files import existing_checkpoint, read_state_dict, safetensors_owners
+from ldmkit.pipeline.checkpoint import KIND, empty_unet, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.model import LatentDiffusion
+from ldmkit.state_dicts import converted_state_dict, load_exact, load_exact_from_files, safetensors_shapes
 
 WEIGHT_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth")
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -46,46 +52,64 @@ def read_config(path: str | Path, text_encoder: str | Path | None = None) -> Tra
         raise CheckpointError(f"{path}: {err}") from err
 
 
-def _build(checkpoint: str | Path, config: str | Path, text_encoder) -> tuple[LatentDiffusion, MappedWeights]:
-    """The model with its raw weights loaded, and the mapped tensors (EMA included)."""
+def _contents(checkpoint: Path, whole: bool) -> tuple[dict[str, tuple], dict[str, torch.Tensor], dict | None]:
+    """(each tensor's shape, the SCALARS it holds, all its tensors): a pickle (mapped) or, when `whole`, a
+    .safetensors file read whole; else only a .safetensors file's header and scalars (its tensors None)."""
+    if whole or checkpoint.suffix != ".safetensors":
+        state = read_state_dict(checkpoint)
+        return {k: tuple(v.shape) for k, v in state.items()}, {k: state[k] for k in SCALARS if k in state}, state
+    shapes = safetensors_shapes(safetensors_owners([existing_checkpoint(checkpoint)]))
+    with safe_open(str(checkpoint), framework="pt") as f:
+        return shapes, {k: f.get_tensor(k) for k in SCALARS if k in shapes}, None
+
+
+def _build(checkpoint: str | Path, config: str | Path, text_encoder, use_ema: bool,
+           unet_dtype: torch.dtype = torch.float32,
+           whole: bool = False) -> tuple[LatentDiffusion, CompVisNames, dict[str, torch.Tensor] | None]:
+    """(the model, its UNet made in `unet_dtype`, filled with the weights `use_ema` picks; where the checkpoint
+    holds each of its tensors; the checkpoint's tensors if read whole, None if read tensor by tensor). Only the
+    tensors used are copied into the model, each once."""
     translation = read_config(config, text_encoder)
-    state = read_state_dict(checkpoint)
-    model = LatentDiffusion(translation.config)
-    mapped = split_state(state, model, translation.cond_stage_is_first_stage, str(checkpoint))
-    if mapped.scale_factor is not None:  # a checkpoint's scale_factor buffer wins over the YAML's value
-        model.config = dataclasses.replace(model.config, scale_factor=mapped.scale_factor)
-    check_against(model, mapped, str(checkpoint))
-    model.load_state_dict(mapped.weights, strict=True)
-    return model.eval(), mapped
+    checkpoint = Path(checkpoint)
+    shapes, scalars, state = _contents(checkpoint, whole)
+    cfg = translation.config
+    model = LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype))
+    names = compvis_names(list(shapes), model, translation.cond_stage_is_first_stage, str(checkpoint))
+    check_against(model, names, shapes, str(checkpoint))
+    with_scalars(model, scalars, str(checkpoint))  # a checkpoint's scale_factor buffer wins over the YAML's value
+    sources = names.sources(use_ema)
+    used = [src.keys[0] for src in sources.values()]
+    if state is None:
+        load_exact_from_files(model, dict.fromkeys(used, checkpoint), sources, str(checkpoint))
+    else:  # (a mapped pickle's tensors are read as they are copied)
+        load_exact(model, converted_state_dict(sources, {k: state[k] for k in used}, str(checkpoint)), str(checkpoint))
+    return model.eval(), names, state
 
 
 def load_compvis(checkpoint: str | Path, config: str | Path, use_ema: bool = True,
-                 text_encoder: str | Path | None = None) -> LatentDiffusion:
+                 text_encoder: str | Path | None = None, unet_dtype: torch.dtype = torch.float32) -> LatentDiffusion:
     """An ldmkit LatentDiffusion from a CompVis checkpoint and its YAML; the EMA UNet when present and use_ema.
 
     text_encoder: a local CLIP folder, needed for Stable Diffusion (FrozenCLIPEmbedder) models only.
+    unet_dtype: the dtype the UNet is made in and its weights read into (the rest stays float32).
     """
-    model, mapped = _build(checkpoint, config, text_encoder)
-    if use_ema and mapped.ema:
-        model.load_state_dict(mapped.ema, strict=False)
-    return model
+    return _build(checkpoint, config, text_encoder, use_ema, unet_dtype)[0]
 
 
 def convert_compvis(checkpoint: str | Path, config: str | Path, out: str | Path,
                     text_encoder: str | Path | None = None) -> Path:
     """Write an ldmkit model folder (`out/model.safetensors`, kind "ldm", EMA kept); returns the file."""
-    model, mapped = _build(checkpoint, config, text_encoder)
+    model, names, state = _build(checkpoint, config, text_encoder, use_ema=False, whole=True)
+    ema = {name: state[key] for name, key in names.ema.items()}
     target = Path(out) / MODEL_FILE
     source = {"format": "compvis", "checkpoint": Path(checkpoint).name, "config": Path(config).name}
     extra = {"ldmkit.converted_from": json.dumps(source), "ldmkit.original_config": Path(config).read_text(),
              **make_text_portable(model, Path(out))}  # (before the config is written: it changes its text paths)
-    save_model_file(target, ldm_tensors(model, mapped.ema), KIND, ldm_config_dict(model), extra=extra)
+    save_model_file(target, ldm_tensors(model, ema), KIND, ldm_config_dict(model), extra=extra)
     return target
 
 
 def has_ldmkit_metadata(path: Path) -> bool:
-    from safetensors import SafetensorError, safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             return "ldmkit.kind" in (f.metadata() or {})

@@ -55,7 +55,8 @@ def load_foreign(path: str | Path, config: str | Path | None = None, use_ema: bo
     folder; None when `path` is an ldmkit model file, checkpoint or run folder.
 
     use_ema: CompVis checkpoints only (diffusers folders hold one set of weights: False is refused).
-    unet_dtype: the dtype a diffusers folder's UNet is made in (CompVis checkpoints load in float32).
+    unet_dtype: the dtype the UNet is made in and its weights read into, CompVis checkpoints' and diffusers
+    folders' alike (their other parts load in float32).
     """
     folder = find_diffusers_pipeline(path)
     if folder is not None:
@@ -64,7 +65,7 @@ def load_foreign(path: str | Path, config: str | Path | None = None, use_ema: bo
     pair = find_original_pair(path, config)
     if pair is None:
         return None
-    return load_compvis(*pair, use_ema=use_ema, text_encoder=text_encoder), pair[0]
+    return load_compvis(*pair, use_ema=use_ema, text_encoder=text_encoder, unet_dtype=unet_dtype), pair[0]
 
 
 def load_any_ldm(path: str | Path, config: str | Path | None = None, use_ema: bool = True,
@@ -73,8 +74,7 @@ def load_any_ldm(path: str | Path, config: str | Path | None = None, use_ema: bo
     """(model in eval mode, its absolute file or folder) from anything ldmkit reads: an ldmkit model file,
     checkpoint or run folder, a CompVis pair or a diffusers folder; clear errors for a LoRA adapter and for
     options that do not apply (`config` and `text_encoder` are for CompVis checkpoints). `unet_dtype`: the
-    dtype the UNet is made in, where the loader can (ldmkit files, diffusers folders): sampling in bfloat16
-    then never holds a float32 UNet."""
+    dtype the UNet is made in, whatever the format: sampling in bfloat16 then never holds a float32 UNet."""
     from ldmkit.lora.files import refuse_adapter
     from ldmkit.pipeline.checkpoint import load_ldm
 

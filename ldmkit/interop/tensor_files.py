@@ -35,9 +35,7 @@ VARIANT = "fp16"  # the half-precision files from_pretrained(variant="fp16") rea
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of a `.safetensors` file or a (Lightning) pickle, read without running pickled code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    path = existing_checkpoint(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -69,6 +67,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no state dict of tensors (expected a 'state_dict' entry)")
     return state
+
+
+def existing_checkpoint(path: str | Path) -> Path:
+    """`path` as a Path; a CheckpointError when no file is there."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
 
 
 def read_json(path: Path) -> dict:

@@ -13,11 +13,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 import ldmkit
+from ldmkit import state_dicts
 from ldmkit.config import read_yaml
 from ldmkit.errors import CheckpointError
+from ldmkit.interop import compvis, tensor_files
 from ldmkit.interop.compvis import convert_compvis, find_original_pair, load_compvis, read_state_dict
 from ldmkit.interop.compvis_config import translate
 from ldmkit.interop.compvis_weights import to_compvis
+from ldmkit.interop.foreign_models import load_foreign
 from ldmkit.pipeline.model import LatentDiffusion
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,6 +113,105 @@ def test_unknown_tensors_fail_and_a_scale_factor_buffer_wins(tmp_path):
     save_file(state, tmp_path / "missing.safetensors")
     with pytest.raises(CheckpointError, match="missing first_stage_model.decoder.conv_out.bias"):
         load_compvis(tmp_path / "missing.safetensors", config)
+
+
+def never_read_whole(path, *args, **kwargs):
+    raise AssertionError(f"{path} was read whole")
+
+
+def test_a_safetensors_checkpoint_loads_tensor_by_tensor_into_the_unets_dtype(tmp_path, monkeypatch):
+    """As an A1111 user's .safetensors: never read whole, each UNet tensor read once, raw or EMA as use_ema
+    picks (the other set never read), into a UNet made in unet_dtype; the rest stays float32."""
+    ckpt, config = case("kl_crossattn_class")  # EMA weights beside the raw ones
+    state = read_state_dict(ckpt)
+    file = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, file)
+    full = load_compvis(ckpt, config)
+    monkeypatch.setattr(compvis, "read_state_dict", never_read_whole)
+    monkeypatch.setattr(tensor_files, "read_state_dict", never_read_whole)
+    monkeypatch.setattr("safetensors.torch.load_file", never_read_whole)
+    monkeypatch.setattr(state_dicts, "READ_BUDGET", 1)  # one tensor per mapping of the file
+    read = []
+
+    class Recording:  # safe_open, noting the name of every tensor read
+        def __init__(self, path, **kwargs):
+            self.file = safe_open(path, **kwargs)
+
+        def __enter__(self):
+            self.file.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.file.__exit__(*exc)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def get_tensor(self, name):
+            read.append(name)
+            return self.file.get_tensor(name)
+
+    monkeypatch.setattr(state_dicts, "safe_open", Recording)
+    half = load_foreign(file, config, unet_dtype=torch.bfloat16)[0]
+    assert {p.dtype for p in half.unet.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in half.first_stage.parameters()} == {torch.float32}
+    ours, expected = half.state_dict(), full.state_dict()
+    assert ours.keys() == expected.keys()
+    assert all(torch.equal(ours[k], expected[k].to(ours[k].dtype)) for k in ours)
+    unet_read = [k for k in read if k.startswith(("model_ema.", "model.diffusion_model."))]
+    assert len(unet_read) == len(half.unet.state_dict()) and all(k.startswith("model_ema.") for k in unet_read)
+    name = "input_blocks.1.0.in_layers.0.weight"
+    ema = state["model_ema.diffusion_modelinput_blocks10in_layers0weight"]
+    assert torch.equal(half.unet.state_dict()[name], ema.to(torch.bfloat16))
+
+    read.clear()
+    raw = load_compvis(file, config, use_ema=False, unet_dtype=torch.bfloat16)
+    assert not any(k.startswith("model_ema.") for k in read) and len(read) == len(set(read))
+    assert all(torch.equal(v, state["model.diffusion_model." + k].to(torch.bfloat16))
+               for k, v in raw.unet.state_dict().items())
+    assert not torch.equal(raw.unet.state_dict()[name], half.unet.state_dict()[name])
+
+
+UNET, EMA = "model.diffusion_model.", "model_ema.diffusion_model"
+CORRUPTIONS = {  # name: (change to the checkpoint's tensors, the error's text after the file's path)
+    "unknown": (lambda s: s.update({"extra.weight": torch.zeros(1)}),
+                " holds tensors ldmkit does not know: extra.weight; a CompVis LatentDiffusion checkpoint has "
+                "model.diffusion_model.*, first_stage_model.*, cond_stage_model.*, model_ema.* and schedule buffers"),
+    "stray EMA": (lambda s: s.update({EMA + "nosuchweight": torch.zeros(1)}),
+                  " has EMA tensors for no parameter of the UNet its config describes: "
+                  "model_ema.diffusion_modelnosuchweight"),
+    "part EMA": (lambda s: s.pop(EMA + "time_embed0weight"),
+                 " has EMA weights for only part of the UNet (missing model_ema.diffusion_modeltime_embed0weight)"),
+    "shapes": (lambda s: (s.pop("first_stage_model.decoder.conv_out.bias"), s.update({
+        UNET + "extra.weight": torch.zeros(1), UNET + "time_embed.0.bias": torch.zeros(1),
+        EMA + "input_blocks10in_layers0bias": torch.zeros(2)})),
+               " does not match the architecture its config describes (missing first_stage_model.decoder.conv_out."
+               "bias; unexpected model.diffusion_model.extra.weight; wrong shape model.diffusion_model.time_embed.0."
+               "bias: checkpoint (1,) vs config (128,); model_ema.diffusion_modelinput_blocks10in_layers0bias: "
+               "checkpoint (2,) vs config (32,)); is this the config the checkpoint was trained with?"),
+    "raw missing": (lambda s: s.pop(UNET + "out.2.bias"),
+                    " does not match the architecture its config describes (missing model.diffusion_model.out.2.bias)"
+                    "; is this the config the checkpoint was trained with?"),
+    "schedule": (lambda s: s.update(alphas_cumprod=s["alphas_cumprod"] * 0.5),
+                 ": its alphas_cumprod buffer differs from the schedule the config describes (timesteps, "
+                 "linear_start, linear_end, beta_schedule); use the config the model was trained with"),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_checkpoints_that_do_not_fit_are_named_in_one_line_from_either_file(corruption, tmp_path):
+    """The same line from a .ckpt (read whole) and a .safetensors (checked from its header), for either set."""
+    ckpt, config = case("kl_crossattn_class")
+    state = read_state_dict(ckpt)
+    change, message = CORRUPTIONS[corruption]
+    change(state)
+    torch.save({"state_dict": state}, tmp_path / "model.ckpt")
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
+    for file in (tmp_path / "model.ckpt", tmp_path / "model.safetensors"):
+        for use_ema in (True, False):
+            with pytest.raises(CheckpointError) as err:
+                load_compvis(file, config, use_ema=use_ema, unet_dtype=torch.bfloat16)
+            assert str(err.value) == f"{file}{message}"
 
 
 def test_hybrid_and_identity_models_round_trip_through_the_compvis_layout(tmp_path):
