@@ -63,8 +63,9 @@ def load(path, device: str = "auto", use_ema: bool = True, config=None, text_enc
         from ldmkit.interop.tiny_decoder import load_tiny_decoder, weights_file
         from ldmkit.pipeline.metadata import file_sha256
 
+        decoder = load_tiny_decoder(tiny_decoder)
         file = weights_file(tiny_decoder)
-        pipe.use_tiny_decoder(load_tiny_decoder(tiny_decoder), {
+        pipe.use_tiny_decoder(decoder, {
             "path": str(Path(tiny_decoder).resolve()), "file": str(file.resolve()), "sha256": file_sha256(file)})
     pipe.load_options = {"config": None if config is None else str(Path(config).resolve()),
                          "text_encoder": None if text_encoder is None else str(Path(text_encoder).resolve()),

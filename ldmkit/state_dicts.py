@@ -28,7 +28,6 @@ def unreadable_file(path: Path, err: Exception) -> CheckpointError:
     return CheckpointError(f"{path} is not a readable safetensors file ({err}); re-save or re-download it")
 
 
-
 def mismatch_report(missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
     """'missing a, b; unexpected c; wrong shape d' (five names of each at most), '' when all match."""
     parts = []
@@ -72,7 +71,7 @@ def _made_shape(src: Source, shapes: dict[str, tuple]) -> tuple | None:
         return shapes[src.keys[0]]
     try:
         return tuple(src.make(*(torch.empty(shapes[k], device="meta") for k in src.keys)).shape)
-    except RuntimeError:  # e.g. a reshape the file's shapes do not allow
+    except (RuntimeError, IndexError):  # e.g. a reshape, or an index, the file's shapes do not allow
         return None
 
 
@@ -92,12 +91,15 @@ def _source_report(sources: dict[str, Source], shapes: dict[str, tuple], unexpec
     return mismatch_report(sorted(missing), sorted(unexpected), wrong)
 
 
-def converted_state_dict(sources: dict[str, Source], tensors: dict[str, torch.Tensor],
-                         what: str) -> dict[str, torch.Tensor]:
+def converted_state_dict(sources: dict[str, Source], tensors: dict[str, torch.Tensor], what: str,
+                         module: nn.Module | None = None) -> dict[str, torch.Tensor]:
     """{key: its tensor made from `tensors`} for every key of `sources` (renamed, reshaped, joined): a state
-    dict converted whole; a CheckpointError names every tensor missing from `tensors` or not used."""
+    dict converted whole; a CheckpointError names every tensor missing from `tensors` or not used, and, given
+    the `module` it is for, every one whose shape does not fit it."""
     used = {k for src in sources.values() for k in src.keys}
-    problems = _source_report(sources, {k: tuple(v.shape) for k, v in tensors.items()}, sorted(set(tensors) - used))
+    targets = None if module is None else {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    problems = _source_report(sources, {k: tuple(v.shape) for k, v in tensors.items()}, sorted(set(tensors) - used),
+                              targets)
     if problems:
         raise CheckpointError(f"{what} does not fit this config ({problems})")
     return {key: src.make(*(tensors[k] for k in src.keys)) if src.make else tensors[src.keys[0]]
@@ -117,7 +119,7 @@ def safetensors_shapes(files: dict[str, Path]) -> dict[str, tuple]:
 
 
 def load_exact_from_files(module: nn.Module, files: dict[str, Path], sources: dict[str, Source], source: str,
-                          unexpected: list[str] = (),
+                          unexpected: Iterable[str] = (),
                           fix: str = "was it saved by a different ldmkit version or edited?") -> None:
     """`load_exact` tensor by tensor from safetensors files: `files` names the file of each of their tensors
     (one file, or a sharded model's shards), `sources` where each of the module's state-dict tensors comes

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                         level=logging.ERROR if quiet else logging.WARNING)
     try:
         if wants_launch(args):  # --processes N: this process starts N that run the command (cli/launch.py)
-            device = args._module.check_before_launch(args)  # a typo: one line, no processes
+            check = getattr(args._module, "check_before_launch", lambda _: None)  # a typo: one line, no processes
+            device = check(args)
             return launch_processes(args.command, sys.argv[1:] if argv is None else argv, args.processes, device)
         return args._module.run(args) or 0
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from pathlib import Path
 from ldmkit.errors import ConfigError
 
 ERROR_DIR = "LDMKIT_ERROR_DIR"  # set in each launched process: where its error line goes (rank-<RANK>)
+CPU_OPTION = {"train": "--set train.device=cpu", "eval": "--device cpu"}  # how each command is put on the CPU
 GRACE_SECONDS = 10.0  # how long the other processes get to end on their own after one has failed
 
 
@@ -56,14 +57,16 @@ def launch_processes(command: str, argv: list[str], processes: int, device: str 
     from torch.distributed import TCPStore
 
     if device is not None:
-        check_gpus(device, processes)
+        check_gpus(device, processes, command)
     threads = str(max(1, (os.cpu_count() or 1) // processes))
     # The rendezvous store is the launcher's, on a port the system picks as it binds, so no other program can
     # take the port first; the processes all join it as clients, as under torchrun (TORCHELASTIC_USE_AGENT_STORE).
+    # It must outlive them: every path below waits for (or stops) the processes before this function returns.
     store = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     with tempfile.TemporaryDirectory(prefix="ldmkit-errors-") as errors:
         base = {**os.environ, ERROR_DIR: errors, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port),
-                "TORCHELASTIC_USE_AGENT_STORE": "True", "WORLD_SIZE": str(processes),
+                "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "0",  # (read by torch < 2.6)
+                "WORLD_SIZE": str(processes),
                 "LOCAL_WORLD_SIZE": str(processes)}
         base.setdefault("OMP_NUM_THREADS", threads)
         procs: list[subprocess.Popen] = []
@@ -93,7 +96,7 @@ def launch_processes(command: str, argv: list[str], processes: int, device: str 
         return code if code > 0 else 1
 
 
-def check_gpus(device: str, processes: int) -> None:
+def check_gpus(device: str, processes: int, command: str) -> None:
     """With CUDA each process takes a GPU of its own: refuse more processes than GPUs before any starts."""
     from ldmkit.device import pick_device
 
@@ -104,7 +107,7 @@ def check_gpus(device: str, processes: int) -> None:
     gpus = torch.cuda.device_count()
     if processes > gpus:
         raise ConfigError(f"--processes {processes} needs a GPU for each process, but this machine has {gpus}; use "
-                          f"--processes {gpus} (or the CPU, with gloo: device cpu)")
+                          f"--processes {gpus} (or the CPU, with gloo: {CPU_OPTION.get(command, '--device cpu')})")
 
 
 class _Terminated(Exception):

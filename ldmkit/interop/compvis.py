@@ -82,7 +82,8 @@ def _build(checkpoint: str | Path, config: str | Path, text_encoder, use_ema: bo
     if state is None:
         load_exact_from_files(model, dict.fromkeys(used, checkpoint), sources, str(checkpoint))
     else:  # (a mapped pickle's tensors are read as they are copied)
-        load_exact(model, converted_state_dict(sources, {k: state[k] for k in used}, str(checkpoint)), str(checkpoint))
+        tensors = converted_state_dict(sources, {k: state[k] for k in used}, str(checkpoint), model)
+        load_exact(model, tensors, str(checkpoint))
     return model.eval(), names, state
 
 

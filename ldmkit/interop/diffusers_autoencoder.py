@@ -168,8 +168,9 @@ def links(cfg: AutoencoderConfig) -> list[Link]:
     diffusers has no tensors for (fresh on import, dropped on export)."""
     with torch.device("meta"):
         keys = list(build_autoencoder(cfg).state_dict())
-    fresh = {"quantize.usage": lambda: torch.full((cfg.n_embed,), 1.0 / cfg.n_embed),
-             "quantize.calls": lambda: torch.zeros((), dtype=torch.long)}  # as a new VectorQuantizer starts
+    usage, calls = VQ_BOOKKEEPING
+    fresh = {usage: lambda: torch.full((cfg.n_embed,), 1.0 / cfg.n_embed),
+             calls: lambda: torch.zeros((), dtype=torch.long)}  # as a new VectorQuantizer starts
     return (module_links([k for k in keys if k not in fresh], _module_pairs(cfg))
             + [Link(k, (), fresh[k]) for k in keys if k in fresh])
 

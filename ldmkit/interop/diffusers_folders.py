@@ -115,7 +115,8 @@ def _load_weights(module: nn.Module, path: Path, files: list[Path], links: list[
         load_exact_from_files(module, owners, sources, str(path), unexpected=sorted(set(owners) - used),
                               fix=f"do its weights belong to its {CONFIG}?")
     else:
-        load_exact(module, converted_state_dict(sources, read_weights(files), f"the weights in {path}"), str(path))
+        tensors = converted_state_dict(sources, read_weights(files), f"the weights in {path}", module)
+        load_exact(module, tensors, str(path))
 
 
 def save_unet_folder(unet: UNet, out: str | Path, sample_size: int | None = None) -> None:

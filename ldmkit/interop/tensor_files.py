@@ -104,8 +104,9 @@ def weight_files(folder: Path, names: tuple[str, ...]) -> list[Path]:
 
 def _shards(index: Path) -> list[Path]:
     """The shards a sharded model's index names in its weight_map (tensor -> shard), each once."""
-    weight_map = read_json(index).get("weight_map")
-    if not isinstance(weight_map, dict) or not weight_map:
+    data = read_json(index)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(f"{index} has no weight_map naming the shard of each tensor; download it again")
     shards = [index.parent / name for name in dict.fromkeys(weight_map.values())]
     missing = [shard.name for shard in shards if not shard.is_file()]

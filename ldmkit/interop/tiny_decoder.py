@@ -68,13 +68,17 @@ def load_tiny_decoder(path: str | Path) -> TinyDecoder:
 
 def weights_file(path: str | Path) -> Path:
     """The file holding a tiny decoder's weights: `path` itself, or a diffusers folder's weights file (its fp16
-    variant, or the first shard, where that is what the folder holds)."""
+    variant, or the first shard, where that is what the folder holds; the folder itself where it holds none,
+    which load_tiny_decoder refuses)."""
     path = Path(path)
     if not path.is_dir():
         return path
     from ldmkit.interop.diffusers_folders import WEIGHTS, WEIGHTS_BIN
 
-    return weight_files(path, (WEIGHTS, WEIGHTS_BIN))[0]
+    try:
+        return weight_files(path, (WEIGHTS, WEIGHTS_BIN))[0]
+    except CheckpointError:
+        return path
 
 
 def save_tiny_decoder(decoder: TinyDecoder, path: str | Path) -> None:

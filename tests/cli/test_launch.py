@@ -105,7 +105,8 @@ def test_more_processes_than_samples_or_gpus_are_refused_before_any_starts(monke
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert main(["train", "configs/ldm/emoji64-kl-f4.yaml", "--processes", "2"]) == 2
     assert capsys.readouterr().err == ("ldmkit train: error: --processes 2 needs a GPU for each process, but this "
-                                       "machine has 1; use --processes 1 (or the CPU, with gloo: device cpu)\n")
+                                       "machine has 1; use --processes 1 (or the CPU, with gloo: --set "
+                                       "train.device=cpu)\n")
     assert main(["eval", "runs/x", "--n", "4", "--processes", "2", "--device", "cuda"]) == 2
     assert "--processes 2 needs a GPU for each process" in capsys.readouterr().err
     assert started == []

@@ -198,6 +198,16 @@ CORRUPTIONS = {  # name: (change to the checkpoint's tensors, the error's text a
 }
 
 
+def test_a_ckpt_loads_its_ema_or_raw_weights_into_a_bfloat16_unet():
+    ckpt, config = case("kl_crossattn_class")  # a pickle: mapped, its tensors copied one by one
+    state, full = read_state_dict(ckpt), load_compvis(ckpt, config)
+    for use_ema, expected in ((True, full.unet.state_dict()),
+                              (False, {k: state["model.diffusion_model." + k] for k in full.unet.state_dict()})):
+        half = load_compvis(ckpt, config, use_ema=use_ema, unet_dtype=torch.bfloat16)
+        assert all(torch.equal(v, expected[k].to(torch.bfloat16)) for k, v in half.unet.state_dict().items())
+        assert {p.dtype for p in half.first_stage.parameters()} == {torch.float32}
+
+
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_checkpoints_that_do_not_fit_are_named_in_one_line_from_either_file(corruption, tmp_path):
     """The same line from a .ckpt (read whole) and a .safetensors (checked from its header), for either set."""

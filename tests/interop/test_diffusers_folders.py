@@ -238,10 +238,16 @@ def test_a_pipeline_folder_with_sharded_and_fp16_weights_loads(tmp_path, randomi
     shard.unlink()
     with pytest.raises(CheckpointError, match=f"names shards that are missing: {shard.name}; download them"):
         load_diffusers_folder(out)
+    index = out / "unet" / "diffusion_pytorch_model.safetensors.index.json"
+    for broken in ([], {"weight_map": {"conv_in.weight": 3}}):  # (JSON a shard index never holds)
+        index.write_text(json.dumps(broken))
+        with pytest.raises(CheckpointError, match="has no weight_map naming the shard of each tensor; download it"):
+            load_diffusers_folder(out)
 
 
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
 @pytest.mark.parametrize("folder", ["unet", "vae"])
-def test_weights_that_do_not_fit_the_config_are_named_in_one_line(folder, tmp_path, randomize):
+def test_weights_that_do_not_fit_the_config_are_named_in_one_line(folder, fmt, tmp_path, randomize):
     if folder == "unet":  # UNet2DModel: legacy attention, whose qkv diffusers holds as to_q, to_k, to_v
         save_unet_folder(randomize(UNet(UNET_PRESETS["tiny"])), tmp_path)
         load = load_unet_folder
@@ -256,14 +262,20 @@ def test_weights_that_do_not_fit_the_config_are_named_in_one_line(folder, tmp_pa
         absent, one_long, one_row = ("decoder.conv_in.weight", "decoder.conv_out.bias",
                                    "encoder.mid_block.attentions.0.to_k.weight")
         expected = ("missing decoder.conv_in.weight; unexpected extra.weight; wrong shape "
-                    "encoder.mid_block.attentions.0.to_k.weight (for encoder.mid.attn_1.k.weight): file (1, 64) vs "
+                    "encoder.mid_block.attentions.0.to_k.weight (for encoder.mid.attn_1.k.weight): file (64,) vs "
                     "model (64, 64, 1, 1); decoder.conv_out.bias: file (1,) vs model (3,)")
     file = tmp_path / "diffusion_pytorch_model.safetensors"
     tensors = load_file(file)
     del tensors[absent]
-    tensors.update({one_long: torch.zeros(1), one_row: tensors[one_row][:1], "extra.weight": torch.zeros(1)})
-    save_file(tensors, file)
+    row = tensors[one_row][:1] if folder == "unet" else tensors[one_row][0]  # (a 1-D weight: no 1x1 conv of it)
+    tensors.update({one_long: torch.zeros(1), one_row: row, "extra.weight": torch.zeros(1)})
+    if fmt == "bin":  # a pickle, read whole and converted as a dict: the same check, the same line
+        file.unlink()
+        torch.save(tensors, tmp_path / "diffusion_pytorch_model.bin")
+    else:
+        save_file(tensors, file)
     with pytest.raises(CheckpointError) as err:
         load(tmp_path)
     message = str(err.value)
-    assert "\n" not in message and f"describes ({expected}); do its weights belong to its config.json?" in message
+    tail = f"describes ({expected}); do its weights belong" if fmt == "safetensors" else f"fit this config ({expected})"
+    assert "\n" not in message and tail in message

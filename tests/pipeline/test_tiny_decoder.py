@@ -70,6 +70,10 @@ def test_a_tiny_decoder_for_another_first_stage_is_one_line(tmp_path, files, cli
     assert "trained on latents scaled by 0.18215, this model samples them scaled by 0.5" in message
     message = cli_error(["sample", model, "--tiny-decoder", tmp_path / "none", "--out", tmp_path / "s"])
     assert "the tiny decoder" in message and "does not exist" in message
+    (tmp_path / "empty").mkdir()  # (eval names the decoder's file in its output folder first)
+    for command in (["sample", model, "--out", tmp_path / "s"], ["eval", model, "--n", "1", "--ref", "openmoji"]):
+        message = cli_error([*command, "--tiny-decoder", tmp_path / "empty"])
+        assert "is a folder without config.json, so not a diffusers AutoencoderTiny folder" in message
 
 
 def test_from_png_refuses_a_changed_tiny_decoder(tmp_path, files, cli_error):
