@@ -24,8 +24,9 @@ from ldmkit.errors import CheckpointError
 READ_BUDGET = 256 * 2**20  # bytes of safetensors files mapped at once by load_exact_from_files
 
 
-def unreadable_file(path: Path, err: Exception) -> CheckpointError:
-    return CheckpointError(f"{path} is not a readable safetensors file ({err}); re-save or re-download it")
+def unreadable_file(path: Path, err: Exception, fix: str = "re-save or re-download it") -> CheckpointError:
+    """The one line for a safetensors file that cannot be opened (not one, damaged, cut short)."""
+    return CheckpointError(f"{path} is not a readable safetensors file ({err}); {fix}")
 
 
 def mismatch_report(missing: list[str], unexpected: list[str], wrong: list[str]) -> str:

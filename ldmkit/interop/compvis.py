@@ -31,7 +31,13 @@ from ldmkit.interop.diffusers_text import make_text_portable
 from ldmkit.interop.tensor_files import existing_checkpoint, read_state_dict, safetensors_owners
 from ldmkit.pipeline.checkpoint import KIND, empty_unet, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.model import LatentDiffusion
-from ldmkit.state_dicts import converted_state_dict, load_exact, load_exact_from_files, safetensors_shapes
+from ldmkit.state_dicts import (
+    converted_state_dict,
+    load_exact,
+    load_exact_from_files,
+    safetensors_shapes,
+    unreadable_file,
+)
 
 WEIGHT_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth")
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -115,7 +121,7 @@ def has_ldmkit_metadata(path: Path) -> bool:
         with safe_open(str(path), framework="pt") as f:
             return "ldmkit.kind" in (f.metadata() or {})
     except (SafetensorError, OSError) as err:  # nothing can load it, ldmkit's or CompVis' loader alike
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); re-save or re-download it") from err
+        raise unreadable_file(path, err) from err
 
 
 def _only(paths: list[Path], what: str, folder: Path) -> Path | None:

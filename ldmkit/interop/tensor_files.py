@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ldmkit.errors import CheckpointError
-from ldmkit.state_dicts import Source
+from ldmkit.state_dicts import Source, unreadable_file
 
 REPLACE = "check that it is the model's weights file (not another kind of file), or download it again"
 VARIANT = "fp16"  # the half-precision files from_pretrained(variant="fp16") reads, diffusers' and transformers'
@@ -43,7 +43,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({err}); {REPLACE}") from err
+            raise unreadable_file(path, err, REPLACE) from err
     try:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -134,7 +134,7 @@ def safetensors_owners(files: list[Path]) -> dict[str, Path]:
             with safe_open(str(path), framework="pt") as f:
                 owners.update(dict.fromkeys(f.keys(), path))
         except (SafetensorError, OSError) as err:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({err}); {REPLACE}") from err
+            raise unreadable_file(path, err, REPLACE) from err
     return owners
 
 

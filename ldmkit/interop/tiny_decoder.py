@@ -21,7 +21,7 @@ from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError, DataError
 from ldmkit.interop.diffusers_folders import CONFIG, read_model_folder
 from ldmkit.interop.tensor_files import read_state_dict, weight_files
-from ldmkit.state_dicts import load_exact
+from ldmkit.state_dicts import load_exact, unreadable_file
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 WHAT = ("give a diffusers AutoencoderTiny folder (e.g. madebyollin/taesd), TAESD's taesd_decoder.safetensors, "
@@ -96,7 +96,7 @@ def _is_ldmkit_file(path: Path) -> bool:
         with safe_open(str(path), framework="pt") as f:
             return "ldmkit.kind" in (f.metadata() or {})
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err}); {WHAT}") from err
+        raise unreadable_file(path, err, WHAT) from err
 
 
 def _taesd_names(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ from torch import nn
 from ldmkit.checkpoint import MODEL_FILE, atomic_path, latest_checkpoint, write_error
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.lora.adapter import KIND, Adapter, apply_adapter, save_adapter
+from ldmkit.state_dicts import unreadable_file
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"  # the file `save_lora_weights` writes into a folder
 Spec = tuple[str, float]  # (adapter path, weight)
@@ -54,7 +55,7 @@ def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
         with safe_open(str(file), framework="pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"{file} is not a readable safetensors file ({err}); re-save or re-download it") from err
+        raise unreadable_file(file, err) from err
     kind = metadata.get("ldmkit.kind")
     if kind is not None and kind != KIND:
         raise CheckpointError(f"{path} holds an ldmkit '{kind}' model, not a LoRA adapter; give a LoRA run or file "
