@@ -107,16 +107,23 @@ def converted_state_dict(sources: dict[str, Source], tensors: dict[str, torch.Te
             for key, src in sources.items()}
 
 
-def safetensors_shapes(files: dict[str, Path]) -> dict[str, tuple]:
-    """The shape of each tensor `files` names (name -> the safetensors file holding it), from the files' headers."""
-    shapes = {}
-    for path in dict.fromkeys(files.values()):
+def read_headers(paths: Iterable[Path], fix: str = "re-save or re-download it") -> dict[str, tuple[Path, tuple]]:
+    """Each tensor's name -> (the one of the safetensors files `paths` holding it, its shape), from their headers
+    alone (a sharded model's shards, or one file)."""
+    found = {}
+    for path in paths:
         try:
             with safe_open(str(path), framework="pt") as f:
-                shapes.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys() if files.get(k) == path})
+                found.update({k: (path, tuple(f.get_slice(k).get_shape())) for k in f.keys()})
         except (SafetensorError, OSError) as err:
-            raise unreadable_file(path, err) from err
-    return shapes
+            raise unreadable_file(path, err, fix) from err
+    return found
+
+
+def safetensors_shapes(files: dict[str, Path]) -> dict[str, tuple]:
+    """The shape of each tensor `files` names (name -> the safetensors file holding it), from the files' headers."""
+    return {k: shape for k, (path, shape) in read_headers(dict.fromkeys(files.values())).items()
+            if files.get(k) == path}
 
 
 def load_exact_from_files(module: nn.Module, files: dict[str, Path], sources: dict[str, Source], source: str,

@@ -28,14 +28,14 @@ from ldmkit.errors import CheckpointError
 from ldmkit.interop.compvis_config import Translation, translate
 from ldmkit.interop.compvis_weights import SCALARS, CompVisNames, check_against, compvis_names, with_scalars
 from ldmkit.interop.diffusers_text import make_text_portable
-from ldmkit.interop.tensor_files import existing_checkpoint, read_state_dict, safetensors_owners
+from ldmkit.interop.tensor_files import existing_checkpoint, read_state_dict
 from ldmkit.pipeline.checkpoint import KIND, empty_unet, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.state_dicts import (
     converted_state_dict,
     load_exact,
     load_exact_from_files,
-    safetensors_shapes,
+    read_headers,
     unreadable_file,
 )
 
@@ -64,7 +64,7 @@ def _contents(checkpoint: Path, whole: bool) -> tuple[dict[str, tuple], dict[str
     if whole or checkpoint.suffix != ".safetensors":
         state = read_state_dict(checkpoint)
         return {k: tuple(v.shape) for k, v in state.items()}, {k: state[k] for k in SCALARS if k in state}, state
-    shapes = safetensors_shapes(safetensors_owners([existing_checkpoint(checkpoint)]))
+    shapes = {k: shape for k, (_, shape) in read_headers([existing_checkpoint(checkpoint)]).items()}
     with safe_open(str(checkpoint), framework="pt") as f:
         return shapes, {k: f.get_tensor(k) for k in SCALARS if k in shapes}, None
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ldmkit.errors import CheckpointError
-from ldmkit.state_dicts import Source, unreadable_file
+from ldmkit.state_dicts import Source, read_headers, unreadable_file
 
 REPLACE = "check that it is the model's weights file (not another kind of file), or download it again"
 VARIANT = "fp16"  # the half-precision files from_pretrained(variant="fp16") reads, diffusers' and transformers'
@@ -126,16 +126,7 @@ def read_weights(files: list[Path]) -> dict[str, torch.Tensor]:
 def safetensors_owners(files: list[Path]) -> dict[str, Path]:
     """Each tensor's name -> the one of `files` (safetensors: one file, or a sharded model's shards) holding it;
     only the files' headers are read."""
-    from safetensors import SafetensorError, safe_open
-
-    owners = {}
-    for path in files:
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                owners.update(dict.fromkeys(f.keys(), path))
-        except (SafetensorError, OSError) as err:
-            raise unreadable_file(path, err, REPLACE) from err
-    return owners
+    return {k: path for k, (path, _) in read_headers(files, REPLACE).items()}
 
 
 @dataclass(frozen=True)
