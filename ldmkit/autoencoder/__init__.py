@@ -11,13 +11,14 @@ from ldmkit.autoencoder.model import (
     KLAutoencoder,
     VQAutoencoder,
     build_autoencoder,
+    empty_autoencoder,
 )
 from ldmkit.autoencoder.patchgan import NLayerDiscriminator
 from ldmkit.autoencoder.vq import VectorQuantizer
 
 __all__ = [
     "AutoencoderConfig", "Autoencoder", "AutoencoderOutput", "KLAutoencoder", "VQAutoencoder",
-    "IdentityFirstStage", "build_autoencoder", "DiagonalGaussian", "VectorQuantizer",
+    "IdentityFirstStage", "build_autoencoder", "empty_autoencoder", "DiagonalGaussian", "VectorQuantizer",
     "AutoencoderLoss", "AutoencoderLossConfig", "adaptive_weight", "NLayerDiscriminator",
     "autoencoder_state", "save_autoencoder", "load_autoencoder",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ldmkit.autoencoder.config import AutoencoderConfig
-from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
+from ldmkit.autoencoder.model import Autoencoder, empty_autoencoder
 from ldmkit.checkpoint import load_typed_model_file, save_model_file
 from ldmkit.config import to_dict
 from ldmkit.state_dicts import load_exact
@@ -28,6 +28,6 @@ def save_autoencoder(path: str | Path, model: Autoencoder) -> None:
 def load_autoencoder(path: str | Path, device: torch.device | str | None = None) -> Autoencoder:
     """Rebuild the model a file, checkpoint folder or run folder holds; in eval mode, on `device` if given."""
     cfg, tensors = load_typed_model_file(path, KIND, AutoencoderConfig)
-    model = build_autoencoder(cfg)
+    model = empty_autoencoder(cfg)
     load_exact(model, tensors, str(path))
     return (model if device is None else model.to(device)).eval()

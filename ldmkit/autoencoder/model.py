@@ -149,3 +149,12 @@ Autoencoder = KLAutoencoder | VQAutoencoder | IdentityFirstStage
 
 def build_autoencoder(config: AutoencoderConfig) -> Autoencoder:
     return {"kl": KLAutoencoder, "vq": VQAutoencoder, "identity": IdentityFirstStage}[config.kind](config)
+
+
+def empty_autoencoder(config: AutoencoderConfig) -> Autoencoder:
+    """The autoencoder of `config` with its tensors allocated but not initialised, for a loader that fills every
+    state-dict tensor (its buffers are all in the state dict; skipping the random initialisation saves about 1 s
+    on Stable Diffusion's VAE)."""
+    with torch.device("meta"):
+        model = build_autoencoder(config)
+    return model.to_empty(device="cpu")

@@ -34,6 +34,19 @@ def _transformers():
     return transformers
 
 
+def _empty_text_model(model_class, config) -> nn.Module:
+    """A CLIP text model with its state-dict tensors allocated but not set; its one buffer outside the state dict,
+    the position ids, set as transformers sets it."""
+    with torch.device("meta"):
+        model = model_class(config)
+    model = model.to_empty(device="cpu")
+    embeddings = getattr(model, "text_model", model).embeddings
+    ids = embeddings.position_ids  # (1, max_position_embeddings)
+    with torch.no_grad():
+        ids.copy_(torch.arange(ids.shape[-1]).expand_as(ids))
+    return model
+
+
 class ClipTokenizer:
     """`tokenizer(texts) -> (ids, mask)`, (B, max_tokens) each, with a local CLIPTokenizer."""
 
@@ -61,7 +74,10 @@ class TextModelHolder(nn.Module):
 
 
 class ClipText(TextConditioner):
-    def __init__(self, cfg: TextConfig):
+    """`read_weights`: read the folder's weights if it has any (else they are initialised at random, for a
+    checkpoint to overwrite); False: leave them unset for a loader that fills every tensor."""
+
+    def __init__(self, cfg: TextConfig, read_weights: bool = True):
         transformers = _transformers()
         folder = Path(cfg.weights_path)
         super().__init__(ClipTokenizer(Path(cfg.vocab_path or folder), cfg.max_tokens))
@@ -69,7 +85,9 @@ class ClipText(TextConditioner):
             config = transformers.CLIPTextConfig.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as err:
             raise ConfigError(f"conditioning.text.weights_path: no CLIP config.json in {folder}: {err}") from err
-        if any((folder / name).is_file() for name in WEIGHT_FILES):
+        if not read_weights:
+            model = _empty_text_model(transformers.CLIPTextModel, config)
+        elif any((folder / name).is_file() for name in WEIGHT_FILES):
             model = transformers.CLIPTextModel.from_pretrained(str(folder), config=config, local_files_only=True)
         else:
             model = transformers.CLIPTextModel(config)  # weights come from the checkpoint being loaded

@@ -29,7 +29,7 @@ from ldmkit.interop.compvis_config import Translation, translate
 from ldmkit.interop.compvis_weights import SCALARS, CompVisNames, check_against, compvis_names, with_scalars
 from ldmkit.interop.diffusers_text import make_text_portable
 from ldmkit.interop.tensor_files import existing_checkpoint, read_state_dict
-from ldmkit.pipeline.checkpoint import KIND, empty_unet, ldm_config_dict, ldm_tensors
+from ldmkit.pipeline.checkpoint import KIND, empty_ldm, ldm_config_dict, ldm_tensors
 from ldmkit.pipeline.model import LatentDiffusion
 from ldmkit.state_dicts import (
     converted_state_dict,
@@ -79,7 +79,7 @@ def _build(checkpoint: str | Path, config: str | Path, text_encoder, use_ema: bo
     checkpoint = Path(checkpoint)
     shapes, scalars, state = _contents(checkpoint, whole)
     cfg = translation.config
-    model = LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype))
+    model = empty_ldm(cfg, unet_dtype)
     names = compvis_names(list(shapes), model, translation.cond_stage_is_first_stage, str(checkpoint))
     check_against(model, names, shapes, str(checkpoint))
     with_scalars(model, scalars, str(checkpoint))  # a checkpoint's scale_factor buffer wins over the YAML's value

@@ -8,7 +8,8 @@ Two original pairs are read:
       AutoencoderKL, VQModel or            the models/first_stage_models/* releases
       VQModelInterface)
 ldmkit's VQ autoencoder quantises in decode, so a VQModel reconstructs exactly as its forward does.
-The checkpoint is read with torch.load(weights_only=True) or safetensors (tensor_files.py).
+The checkpoint is read with torch.load(weights_only=True, mapped) or, from a .safetensors file, only the
+first stage's tensors, one by one into the model (state_dicts.load_exact_from_files).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
+from ldmkit.autoencoder.model import Autoencoder, empty_autoencoder
 from ldmkit.config import read_yaml, unreadable_yaml
 from ldmkit.errors import CheckpointError
 from ldmkit.interop.compvis_config import MODEL_TARGETS, first_stage_config, target_of
-from ldmkit.interop.tensor_files import read_state_dict
-from ldmkit.state_dicts import mismatch_report
+from ldmkit.interop.tensor_files import REPLACE, existing_checkpoint, read_state_dict
+from ldmkit.state_dicts import Source, load_exact_from_files, mismatch_report, read_headers
 
 VQ_MODEL, VQ_INTERFACE = "ldm.models.autoencoder.VQModel", "ldm.models.autoencoder.VQModelInterface"
 AUTOENCODER_TARGETS = ("ldm.models.autoencoder.AutoencoderKL", VQ_MODEL, VQ_INTERFACE)
@@ -63,21 +64,35 @@ def load_compvis_autoencoder(checkpoint: str | Path, config: str | Path) -> Auto
         raise CheckpointError(f"{config}: {err}") from err
     if cfg.kind == "identity":
         raise CheckpointError(f"{config}: the first stage is an IdentityFirstStage, which has no autoencoder")
-    state = read_state_dict(checkpoint)
-    weights: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.startswith(prefix) and not key[len(prefix):].startswith(DROPPED_PREFIX):
-            weights[key[len(prefix):]] = value
-    if prefix == "" and any(k.startswith("model_ema.") for k in weights):
+    shapes, state = _first_stage_tensors(Path(checkpoint), prefix)
+    if prefix == "" and any(k.startswith("model_ema.") for k in shapes):
         raise CheckpointError(f"{checkpoint} holds EMA weights (model_ema.*) of a first-stage model; ldmkit reads "
                               "first stages with their raw weights only: remove the model_ema.* tensors")
-    model = build_autoencoder(cfg)
-    expected = model.state_dict()
-    wrong = [f"{prefix}{k}: checkpoint {tuple(v.shape)} vs config {tuple(expected[k].shape)}"
-             for k, v in weights.items() if k in expected and v.shape != expected[k].shape]
-    problems = mismatch_report([prefix + k for k in expected if k not in weights],
-                               [prefix + k for k in weights if k not in expected], wrong)
+    model = empty_autoencoder(cfg)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [f"{prefix}{k}: checkpoint {v} vs config {expected[k]}"
+             for k, v in shapes.items() if k in expected and v != expected[k]]
+    problems = mismatch_report([prefix + k for k in expected if k not in shapes],
+                               [prefix + k for k in shapes if k not in expected], wrong)
     if problems:
         raise CheckpointError(f"{checkpoint} does not match the first stage {config.name} describes ({problems})")
-    model.load_state_dict(weights, strict=True)
+    if state is None:  # a .safetensors file: tensor by tensor, the rest of an LDM's file is never read
+        load_exact_from_files(model, dict.fromkeys((prefix + k for k in expected), Path(checkpoint)),
+                              {k: Source((prefix + k,)) for k in expected}, str(checkpoint))
+    else:
+        model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _first_stage_tensors(checkpoint: Path, prefix: str) -> tuple[dict[str, tuple], dict[str, torch.Tensor] | None]:
+    """(the shape of each first-stage tensor, by its name without `prefix`; those tensors, from a pickle (mapped), or
+    None for a .safetensors file, whose header alone is read here). The training loss's tensors are left out."""
+    def ours(key: str) -> str | None:
+        name = key[len(prefix):]
+        return name if key.startswith(prefix) and not name.startswith(DROPPED_PREFIX) else None
+
+    if checkpoint.suffix == ".safetensors":
+        headers = read_headers([existing_checkpoint(checkpoint)], REPLACE)
+        return {ours(k): shape for k, (_, shape) in headers.items() if ours(k) is not None}, None
+    state = {ours(k): v for k, v in read_state_dict(checkpoint).items() if ours(k) is not None}
+    return {k: tuple(v.shape) for k, v in state.items()}, state

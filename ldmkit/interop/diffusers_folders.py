@@ -1,9 +1,7 @@
-"""diffusers folders on disk <-> ldmkit models, without needing the `diffusers` package.
+"""diffusers pipeline folders on disk <-> ldmkit LatentDiffusion, without needing the `diffusers` package.
 
-A diffusers model folder holds `config.json` (the constructor's kwargs plus "_class_name") and
-`diffusion_pytorch_model.safetensors` (or `.bin`, shards named by a `.safetensors.index.json`, or
-the fp16 variant of either: tensor_files.weight_files); a scheduler folder holds `scheduler_config.json`. A
-pipeline folder holds `model_index.json` and one folder per component:
+A pipeline folder holds `model_index.json` and one folder per component (a model or scheduler folder:
+diffusers_models.py):
 
     model_index.json      {"_class_name": "LDMPipeline", "unet": ["diffusers", "UNet2DModel"], ...}
     unet/                 UNet2DModel or UNet2DConditionModel   (diffusers_unet.py)
@@ -17,10 +15,7 @@ model with ldmkit's frozen "clip" text conditioner over those two folders; witho
 is unconditional (or LDMSuperResolutionPipeline's), unless `conditioning` is given. A
 safety_checker and feature_extractor are ignored (no part in generating an image); any other
 component is an error that names it. The image size is the UNet's sample_size times the first
-stage's factor.
-Safetensors weights are read tensor by tensor into the model's own tensors (so into its dtype; the
-correspondence of names is diffusers_unet.links / diffusers_autoencoder.links), so loading holds the
-model and no second copy of it; .bin pickles are read whole.
+stage's factor. Each component's weights are read tensor by tensor into the model's own tensors.
 Export: the diffusers pipeline that runs the model as ldmkit does (diffusers_pipelines.py), whose
 `from_pretrained(folder)` then samples the same images; a model no pipeline runs is refused.
 `ldmkit.json` keeps what diffusers has no field for (conditioning settings, image size,
@@ -30,141 +25,41 @@ training-only settings); on import it must agree with the diffusers configs besi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
-from importlib import metadata
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
-from torch import nn
 
 from ldmkit.autoencoder.config import AutoencoderConfig
-from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
 from ldmkit.conditioning import ConditioningConfig
 from ldmkit.config import from_dict, to_dict
 from ldmkit.diffusion.schedule import DiffusionConfig
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.interop import diffusers_autoencoder as ae
 from ldmkit.interop import diffusers_text, diffusers_unet
+from ldmkit.interop.diffusers_models import (
+    CONFIG,
+    diffusers_version,
+    load_scheduler_folder,
+    load_weights,
+    model_folder,
+    save_autoencoder_folder,
+    save_scheduler_folder,
+    save_unet_folder,
+    write_json,
+)
 from ldmkit.interop.diffusers_pipelines import pipeline_class, super_resolution
-from ldmkit.interop.diffusers_scheduler import diffusion_config_from_scheduler, scheduler_config, training_equivalent
-from ldmkit.interop.tensor_files import Link, link_sources, read_json, read_weights, safetensors_owners, weight_files
-from ldmkit.pipeline.checkpoint import empty_unet
+from ldmkit.interop.diffusers_scheduler import training_equivalent
+from ldmkit.interop.tensor_files import read_json
+from ldmkit.pipeline.checkpoint import empty_ldm
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
-from ldmkit.state_dicts import converted_state_dict, load_exact, load_exact_from_files
-from ldmkit.unet.model import UNet
 from ldmkit.version import __version__
 
-CONFIG = "config.json"
-WEIGHTS = "diffusion_pytorch_model.safetensors"
-WEIGHTS_BIN = "diffusion_pytorch_model.bin"
-SCHEDULER_CONFIG = "scheduler_config.json"
 INDEX = "model_index.json"
 LDMKIT_CONFIG = "ldmkit.json"
 FIRST_STAGE_NAMES = ("vqvae", "vae")
 IGNORED_COMPONENTS = ("safety_checker", "feature_extractor")  # no part in generating an image
-DEFAULT_DIFFUSERS_VERSION = "0.30.0"  # written when diffusers is not installed
-
-
-def _diffusers_version() -> str:
-    try:
-        return metadata.version("diffusers")
-    except metadata.PackageNotFoundError:
-        return DEFAULT_DIFFUSERS_VERSION
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-# ---- single model and scheduler folders --------------------------------------------------------
-
-def save_model_folder(out: str | Path, class_name: str, config: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """Write a diffusers model folder: config.json and diffusion_pytorch_model.safetensors."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / CONFIG, {"_class_name": class_name, "_diffusers_version": _diffusers_version(), **config})
-    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    save_file(plain, str(out / WEIGHTS), metadata={"format": "pt"})
-
-
-def _model_folder(path: Path) -> tuple[str, dict, list[Path]]:
-    """(class name, config, weight files) of a diffusers model folder."""
-    if not (path / CONFIG).is_file():
-        raise CheckpointError(f"{path} is not a diffusers model folder: it has no {CONFIG}")
-    config = read_json(path / CONFIG)
-    return config.get("_class_name", ""), config, weight_files(path, (WEIGHTS, WEIGHTS_BIN))
-
-
-def read_model_folder(path: str | Path) -> tuple[str, dict, dict[str, torch.Tensor]]:
-    """(class name, config, tensors) of a diffusers model folder, its weights read whole."""
-    class_name, config, files = _model_folder(Path(path))
-    return class_name, config, read_weights(files)
-
-
-def _load_weights(module: nn.Module, path: Path, files: list[Path], links: list[Link]) -> None:
-    """Fill `module` from the weight files of the diffusers model folder `path` by `links` (its tensors'
-    correspondence to diffusers'): safetensors tensor by tensor into the module's own tensors (so into its
-    dtype, with no second copy of the model), pickles read whole."""
-    sources = link_sources(links, to_ours=True)
-    if all(file.suffix == ".safetensors" for file in files):
-        owners = safetensors_owners(files)
-        used = {k for src in sources.values() for k in src.keys}
-        load_exact_from_files(module, owners, sources, str(path), unexpected=sorted(set(owners) - used),
-                              fix=f"do its weights belong to its {CONFIG}?")
-    else:
-        tensors = converted_state_dict(sources, read_weights(files), f"the weights in {path}", module)
-        load_exact(module, tensors, str(path))
-
-
-def save_unet_folder(unet: UNet, out: str | Path, sample_size: int | None = None) -> None:
-    """An ldmkit UNet as a diffusers UNet2DModel / UNet2DConditionModel folder."""
-    class_name, config = diffusers_unet.diffusers_config(unet.config)
-    if sample_size is not None:
-        config["sample_size"] = sample_size
-    save_model_folder(out, class_name, config, diffusers_unet.to_diffusers_state_dict(unet.state_dict(), unet.config))
-
-
-def load_unet_folder(path: str | Path, dtype: torch.dtype = torch.float32) -> UNet:
-    """An ldmkit UNet (eval mode, in `dtype`) of a diffusers UNet2DModel / UNet2DConditionModel folder."""
-    path = Path(path)
-    class_name, config, files = _model_folder(path)
-    cfg = diffusers_unet.config_from_diffusers(class_name, config)
-    unet = empty_unet(cfg, dtype)
-    _load_weights(unet, path, files, diffusers_unet.links(cfg))
-    return unet.eval()
-
-
-def save_autoencoder_folder(model: Autoencoder, out: str | Path, scale_factor: float = 1.0,
-                            sample_size: int | None = None) -> None:
-    """An ldmkit KL / VQ autoencoder as a diffusers AutoencoderKL / VQModel folder."""
-    class_name, config = ae.diffusers_config(model.config, scale_factor, sample_size)
-    save_model_folder(out, class_name, config, ae.to_diffusers_state_dict(model.state_dict(), model.config))
-
-
-def load_autoencoder_folder(path: str | Path) -> tuple[Autoencoder, float]:
-    """(autoencoder in eval mode, scaling_factor) of a diffusers AutoencoderKL / VQModel folder."""
-    path = Path(path)
-    class_name, config, files = _model_folder(path)
-    cfg, scale = ae.config_from_diffusers(class_name, config)
-    model = build_autoencoder(cfg)
-    _load_weights(model, path, files, ae.links(cfg))
-    return model.eval(), scale
-
-
-def save_scheduler_folder(cfg: DiffusionConfig, out: str | Path) -> None:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / SCHEDULER_CONFIG, {**scheduler_config(cfg), "_diffusers_version": _diffusers_version()})
-
-
-def load_scheduler_folder(path: str | Path) -> DiffusionConfig:
-    path = Path(path)
-    if not (path / SCHEDULER_CONFIG).is_file():
-        raise CheckpointError(f"{path} is not a diffusers scheduler folder: it has no {SCHEDULER_CONFIG}")
-    return diffusion_config_from_scheduler(read_json(path / SCHEDULER_CONFIG))
 
 
 # ---- pipeline folders <-> LatentDiffusion ------------------------------------------------------
@@ -193,7 +88,7 @@ def save_diffusers_folder(model: LatentDiffusion, out: str | Path, overwrite: bo
 
 def _write_pipeline(model: LatentDiffusion, pipeline: str, out: Path) -> None:
     cfg = model.config
-    index = {"_class_name": pipeline, "_diffusers_version": _diffusers_version()}
+    index = {"_class_name": pipeline, "_diffusers_version": diffusers_version()}
     save_unet_folder(model.unet, out / "unet", sample_size=cfg.image_size // model.factor)
     index["unet"] = ["diffusers", diffusers_unet.diffusers_config(cfg.unet)[0]]
     if cfg.first_stage.kind != "identity":
@@ -210,8 +105,8 @@ def _write_pipeline(model: LatentDiffusion, pipeline: str, out: Path) -> None:
         # ldmkit.json describes this folder: its text paths are read as the folder's own on import
         text = dataclasses.replace(cfg.conditioning.text, weights_path="text_encoder", vocab_path="tokenizer")
         cfg = dataclasses.replace(cfg, conditioning=dataclasses.replace(cfg.conditioning, text=text))
-    _write_json(out / INDEX, index)
-    _write_json(out / LDMKIT_CONFIG, {"ldmkit_version": __version__, "config": to_dict(cfg)})
+    write_json(out / INDEX, index)
+    write_json(out / LDMKIT_CONFIG, {"ldmkit_version": __version__, "config": to_dict(cfg)})
 
 
 def _first_stage_folder(path: Path, index: dict) -> Path | None:
@@ -294,13 +189,13 @@ def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | N
         raise CheckpointError(f"{path} is not a diffusers pipeline folder: it has no {INDEX}{hint}")
     index = read_json(path / INDEX)
     components = _components(path, index)
-    unet_class, unet_config, unet_files = _model_folder(path / "unet")
+    unet_class, unet_config, unet_files = model_folder(path / "unet")
     unet_cfg = diffusers_unet.config_from_diffusers(unet_class, unet_config)
     stage_path = _first_stage_folder(path, index)
     if stage_path is None:
         stage_cfg, scale, stage_files = AutoencoderConfig(kind="identity", in_channels=unet_cfg.out_channels), 1.0, []
     else:
-        stage_class, stage_config, stage_files = _model_folder(stage_path)
+        stage_class, stage_config, stage_files = model_folder(stage_path)
         stage_cfg, scale = ae.config_from_diffusers(stage_class, stage_config)
     diffusion = load_scheduler_folder(path / "scheduler") if "scheduler" in components else DiffusionConfig()
     text = diffusers_text.text_conditioning(path, index)  # Stable Diffusion: CLIP text_encoder + tokenizer
@@ -320,10 +215,10 @@ def load_diffusers_folder(path: str | Path, conditioning: ConditioningConfig | N
                                                                                 text=cfg.conditioning.text))
         cfg = saved
     _check_fit(path, cfg)
-    model = LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype))
-    _load_weights(model.unet, path / "unet", unet_files, diffusers_unet.links(cfg.unet))
+    model = empty_ldm(cfg, unet_dtype)
+    load_weights(model.unet, path / "unet", unet_files, diffusers_unet.links(cfg.unet))
     if stage_path is not None:
-        _load_weights(model.first_stage, stage_path, stage_files, ae.links(cfg.first_stage))
+        load_weights(model.first_stage, stage_path, stage_files, ae.links(cfg.first_stage))
     if _clip_text(cfg):
         diffusers_text.load_text_encoder(model.conditioner, path / "text_encoder")
     elif model.conditioner.state_dict():

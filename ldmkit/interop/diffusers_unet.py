@@ -23,7 +23,7 @@ Key correspondence (ldmkit keeps CompVis' names):
 `links(cfg)` holds this correspondence tensor by tensor (tensor_files.Link); every ldmkit tensor is
 one diffusers tensor renamed, or reshaped (1x1 conv <-> Linear), except a legacy AttentionBlock's qkv,
 which is made of three (to_q, to_k, to_v). It converts state dicts both ways and lets a diffusers
-folder load tensor by tensor (diffusers_folders.py).
+folder load tensor by tensor (diffusers_models.py).
 What diffusers cannot express raises an LdmkitError naming the key: conv_resample false, a
 SpatialTransformer whose heads * head width differs from its channels, resblock_updown with
 SpatialTransformers, and legacy attention whose head width differs between layers.

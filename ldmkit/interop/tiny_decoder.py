@@ -19,7 +19,7 @@ from ldmkit.autoencoder.tiny import KIND, TinyDecoder, TinyDecoderConfig
 from ldmkit.checkpoint import load_typed_model_file, save_model_file
 from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError, DataError
-from ldmkit.interop.diffusers_folders import CONFIG, read_model_folder
+from ldmkit.interop.diffusers_models import CONFIG, read_model_folder
 from ldmkit.interop.tensor_files import read_state_dict, weight_files
 from ldmkit.state_dicts import load_exact, unreadable_file
 
@@ -73,7 +73,7 @@ def weights_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         return path
-    from ldmkit.interop.diffusers_folders import WEIGHTS, WEIGHTS_BIN
+    from ldmkit.interop.diffusers_models import WEIGHTS, WEIGHTS_BIN
 
     try:
         return weight_files(path, (WEIGHTS, WEIGHTS_BIN))[0]

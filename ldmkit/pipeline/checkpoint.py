@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from ldmkit.autoencoder.model import empty_autoencoder
 from ldmkit.checkpoint import read_typed_config
+from ldmkit.conditioning import build_conditioner
 from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
@@ -40,7 +42,7 @@ def load_ldm(path: str | Path, use_ema: bool = True, unet_dtype: torch.dtype = t
     The UNet is made in `unet_dtype` and its weights read into it tensor by tensor (load_exact_from_files):
     a bfloat16 UNet never exists in float32 on the way, whatever the file holds."""
     file, cfg = read_typed_config(path, KIND, LDMConfig)
-    model = LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype))
+    model = empty_ldm(cfg, unet_dtype)
     with safe_open(str(file), framework="pt") as f:
         keys = set(f.keys())
     weights = {k for k in keys if not k.startswith(EMA_PREFIX)}
@@ -52,6 +54,13 @@ def load_ldm(path: str | Path, use_ema: bool = True, unet_dtype: torch.dtype = t
     load_exact_from_files(model, dict.fromkeys(keys, file), sources, str(path),
                           unexpected=sorted(weights - set(sources)))
     return model.eval()
+
+
+def empty_ldm(cfg: LDMConfig, unet_dtype: torch.dtype) -> LatentDiffusion:
+    """The LDM of `cfg` for a loader that fills all its tensors: its UNet (in `unet_dtype`), first stage and CLIP
+    text encoder allocated but not initialised."""
+    return LatentDiffusion(cfg, unet=empty_unet(cfg.unet, unet_dtype), first_stage=empty_autoencoder(cfg.first_stage),
+                           conditioner=build_conditioner(cfg.conditioning, empty_clip=True))
 
 
 def empty_unet(cfg: UNetConfig, dtype: torch.dtype) -> UNet:

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ldmkit.autoencoder.config import AutoencoderConfig
-from ldmkit.autoencoder.model import build_autoencoder
-from ldmkit.conditioning import Conditioning, ConditioningConfig, build_conditioner, to_device
+from ldmkit.autoencoder.model import Autoencoder, build_autoencoder
+from ldmkit.conditioning import Conditioner, Conditioning, ConditioningConfig, build_conditioner, to_device
 from ldmkit.diffusion.loss import diffusion_loss
 from ldmkit.diffusion.schedule import DiffusionConfig, Schedule
 from ldmkit.errors import ConfigError, ShapeError
@@ -75,13 +75,16 @@ class LDMConfig:
 
 
 class LatentDiffusion(nn.Module):
-    def __init__(self, config: LDMConfig, unet: UNet | None = None):
-        """`unet`: the UNet of config.unet, built already (loaders pass one made in the dtype it runs in)."""
+    def __init__(self, config: LDMConfig, unet: UNet | None = None, first_stage: Autoencoder | None = None,
+                 conditioner: Conditioner | None = None):
+        """`unet`, `first_stage`, `conditioner`: those of the config, built already (loaders pass them made empty, a
+        UNet in the dtype it runs in)."""
         super().__init__()
         self.config = config
-        self.first_stage = build_autoencoder(config.first_stage).requires_grad_(False).eval()
+        first_stage = build_autoencoder(config.first_stage) if first_stage is None else first_stage
+        self.first_stage = first_stage.requires_grad_(False).eval()
         self.unet = UNet(config.unet) if unet is None else unet
-        self.conditioner = build_conditioner(config.conditioning)
+        self.conditioner = build_conditioner(config.conditioning) if conditioner is None else conditioner
         self.schedule = Schedule.from_config(config.diffusion)
 
     def train(self, mode: bool = True) -> LatentDiffusion:

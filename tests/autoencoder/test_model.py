@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ldmkit.autoencoder import AutoencoderConfig, build_autoencoder
+from ldmkit.autoencoder import AutoencoderConfig, build_autoencoder, empty_autoencoder
 from ldmkit.autoencoder.blocks import AttnBlock
 from ldmkit.errors import DataError
 
@@ -128,3 +128,12 @@ def test_bf16_autocast_forward_runs():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(torch.rand(1, 3, 16, 16), torch.Generator().manual_seed(0))
         assert torch.isfinite(out.reconstruction.float()).all() and out.regularization.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", ["kl", "vq", "identity"])
+def test_an_empty_autoencoder_has_every_tensor_of_a_built_one_on_the_cpu(kind):
+    cfg = AutoencoderConfig(kind=kind, ch=32, ch_mult=(1, 2), num_res_blocks=1, z_channels=4, embed_dim=3, n_embed=16,
+                            vq_restart_every=1)
+    built, empty = build_autoencoder(cfg).state_dict(), empty_autoencoder(cfg).state_dict()
+    assert [(k, v.shape, v.dtype) for k, v in built.items()] == [(k, v.shape, v.dtype) for k, v in empty.items()]
+    assert all(v.device.type == "cpu" for v in empty.values())

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,21 @@ def test_an_ldm_pair_gives_its_first_stage():
     expected = load_compvis(folder / "model.ckpt", folder / "config.yaml").first_stage.state_dict()
     state = ours.state_dict()
     assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+def test_an_ldm_safetensors_gives_the_same_first_stage_and_names_a_wrong_shape(tmp_path):
+    folder = case("kl_crossattn_class")
+    expected = load_compvis_autoencoder(folder / "model.ckpt", folder / "config.yaml").state_dict()
+    state = read_state_dict(folder / "model.ckpt")
+    save_file(state, tmp_path / "model.safetensors")
+    state = load_compvis_autoencoder(tmp_path / "model.safetensors", folder / "config.yaml").state_dict()
+    assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in expected)
+    shape = tuple(expected["decoder.conv_out.bias"].shape)
+    save_file({**read_state_dict(folder / "model.ckpt"), "first_stage_model.decoder.conv_out.bias": torch.zeros(7)},
+              tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match=re.escape(f"wrong shape first_stage_model.decoder.conv_out.bias: "
+                                                        f"checkpoint (7,) vs config {shape}")):
+        load_compvis_autoencoder(tmp_path / "model.safetensors", folder / "config.yaml")
 
 
 def test_a_first_stage_model_reproduces_the_golden_outputs(tmp_path):

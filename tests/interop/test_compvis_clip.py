@@ -42,6 +42,16 @@ def test_clip_conditioner_matches_the_clip_text_model(clip_folder):
     assert not any(p.requires_grad for p in model.parameters())
 
 
+def test_an_empty_clip_conditioner_filled_by_a_loader_encodes_as_the_read_one(clip_folder):
+    cfg = ConditioningConfig(kind="text", text=TextConfig(encoder="clip", embed_dim=32, weights_path=str(clip_folder)))
+    read, empty = build_conditioner(cfg), build_conditioner(cfg, empty_clip=True)
+    assert read.state_dict().keys() == empty.state_dict().keys()
+    empty.load_state_dict(read.state_dict(), strict=True)  # what a loader does; buffers outside it are set already
+    prompts = ["a red apple", "a cat"]
+    torch.testing.assert_close(empty(prompts)["context"], reference(clip_folder, prompts), rtol=0, atol=0)
+    assert not any(p.requires_grad for p in empty.parameters())
+
+
 def test_stable_diffusion_layout_loads_with_a_local_clip_folder(clip_folder, tmp_path):
     unet = {"target": "ldm.modules.diffusionmodules.openaimodel.UNetModel", "params": {
         "image_size": 8, "in_channels": 4, "out_channels": 4, "model_channels": 32, "attention_resolutions": [2, 1],

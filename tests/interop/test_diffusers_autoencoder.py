@@ -13,7 +13,7 @@ from ldmkit.interop.diffusers_autoencoder import (
     from_diffusers_state_dict,
     to_diffusers_state_dict,
 )
-from ldmkit.interop.diffusers_folders import load_autoencoder_folder, save_autoencoder_folder
+from ldmkit.interop.diffusers_models import load_autoencoder_folder, save_autoencoder_folder
 
 diffusers = pytest.importorskip("diffusers")
 

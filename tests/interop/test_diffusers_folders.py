@@ -13,13 +13,11 @@ from ldmkit.conditioning.sections import LowResConfig
 from ldmkit.diffusion.schedule import DiffusionConfig
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.interop import tensor_files
-from ldmkit.interop.diffusers_folders import (
-    LDMKIT_CONFIG,
+from ldmkit.interop.diffusers_folders import LDMKIT_CONFIG, load_diffusers_folder, save_diffusers_folder
+from ldmkit.interop.diffusers_models import (
     load_autoencoder_folder,
-    load_diffusers_folder,
     load_unet_folder,
     save_autoencoder_folder,
-    save_diffusers_folder,
     save_unet_folder,
 )
 from ldmkit.interop.diffusers_unet import diffusers_config, from_diffusers_state_dict

@@ -6,7 +6,7 @@ import torch
 
 from ldmkit.diffusion.schedule import DiffusionConfig, Schedule
 from ldmkit.errors import ConfigError
-from ldmkit.interop.diffusers_folders import load_scheduler_folder, save_scheduler_folder
+from ldmkit.interop.diffusers_models import load_scheduler_folder, save_scheduler_folder
 from ldmkit.interop.diffusers_scheduler import diffusion_config_from_scheduler, scheduler_config
 
 diffusers = pytest.importorskip("diffusers")

@@ -10,7 +10,7 @@ import torch
 import ldmkit
 from ldmkit.cli import main
 from ldmkit.errors import CheckpointError
-from ldmkit.interop.diffusers_folders import load_unet_folder, save_unet_folder
+from ldmkit.interop.diffusers_models import load_unet_folder, save_unet_folder
 from ldmkit.interop.tensor_files import read_state_dict
 from ldmkit.unet import UNET_PRESETS, UNet
 
