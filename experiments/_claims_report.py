@@ -36,7 +36,8 @@ def table(header: list[str], rows: list[list]) -> str:
 
 
 def copy_if_there(source: Path, target: Path) -> bool:
-    if source.is_file():
+    """Copy a plot into the report's folder, if it was made (and is not there already: --report-dir = --runs)."""
+    if source.is_file() and not (target.exists() and source.samefile(target)):
         shutil.copy(source, target)
     return target.is_file()
 
