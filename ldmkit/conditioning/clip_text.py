@@ -34,6 +34,15 @@ def _transformers():
     return transformers
 
 
+def check_clip_weights(cfg: TextConfig) -> None:
+    """A frozen CLIP text encoder must be pretrained: an error when its folder holds no weights."""
+    folder = Path(cfg.weights_path)
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        raise ConfigError(f"conditioning.text.weights_path: {folder} holds no CLIP weights (model.safetensors or "
+                          "pytorch_model.bin), and a frozen text encoder must be pretrained; point it at a CLIP model "
+                          "folder with its weights, or start from a model that holds them (--init-from)")
+
+
 def _empty_text_model(model_class, config) -> nn.Module:
     """A CLIP text model with its state-dict tensors allocated but not set; its one buffer outside the state dict,
     the position ids, set as transformers sets it."""
@@ -74,8 +83,8 @@ class TextModelHolder(nn.Module):
 
 
 class ClipText(TextConditioner):
-    """`read_weights`: read the folder's weights if it has any (else they are initialised at random, for a
-    checkpoint to overwrite); False: leave them unset for a loader that fills every tensor."""
+    """`read_weights`: read the folder's weights (an error if it holds none); False: leave them unset for a loader
+    that fills every tensor (a model file, or the model a fine-tuning run starts from)."""
 
     def __init__(self, cfg: TextConfig, read_weights: bool = True):
         transformers = _transformers()
@@ -85,12 +94,11 @@ class ClipText(TextConditioner):
             config = transformers.CLIPTextConfig.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as err:
             raise ConfigError(f"conditioning.text.weights_path: no CLIP config.json in {folder}: {err}") from err
-        if not read_weights:
-            model = _empty_text_model(transformers.CLIPTextModel, config)
-        elif any((folder / name).is_file() for name in WEIGHT_FILES):
+        if read_weights:
+            check_clip_weights(cfg)
             model = transformers.CLIPTextModel.from_pretrained(str(folder), config=config, local_files_only=True)
         else:
-            model = transformers.CLIPTextModel(config)  # weights come from the checkpoint being loaded
+            model = _empty_text_model(transformers.CLIPTextModel, config)
         model = model.float()  # transformers 5 keeps the saved dtype (e.g. float16)
         # transformers 4 nests the text transformer in `text_model`; 5 does not
         self.transformer = TextModelHolder(getattr(model, "text_model", model).requires_grad_(False).eval())

@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ldmkit.autoencoder.recenter import check_recenterable, recenter_latents
-from ldmkit.conditioning import ConditioningConfig
+from ldmkit.conditioning import ConditioningConfig, build_conditioner
+from ldmkit.conditioning.clip_text import check_clip_weights
 from ldmkit.config import to_dict
 from ldmkit.data import DataConfig
 from ldmkit.data.conditions import batch_condition, batch_keys, needs_images
@@ -105,6 +106,11 @@ class LDMRunConfig:
                               f"({self.diffusion.timesteps}), got {self.sample_steps}; use fewer (50 is plenty)")
 
 
+def uses_clip(cond: ConditioningConfig) -> bool:
+    """Whether the conditioning reads text with a frozen CLIP text encoder."""
+    return "text" in cond.kinds and cond.text.encoder == "clip"
+
+
 def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False, given: set[str] | None = None,
               source: LatentDiffusion | None = None) -> Path:
     """Train (or resume) an LDM into `run_dir`; returns the final checkpoint folder (rank 0).
@@ -164,6 +170,8 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         cfg = resolve_init_config(cfg, source.config, changed_keys(cfg, LDMRunConfig()) if given is None else given)
     if cfg.lora.enabled:
         lora_targets(source, cfg.lora)  # a clear error for targets the model lacks, before anything is written
+    if source is None and uses_clip(cfg.conditioning):
+        check_clip_weights(cfg.conditioning.text)  # (ditto: a frozen CLIP from scratch must be pretrained)
     first_stage = source.first_stage if source is not None else load_first_stage(cfg.first_stage)  # (ditto)
     prepared = ctx.on_main(lambda: prepare_run(run_dir, cfg, resume, comparable=(
         "init", "first_stage", "unet", "diffusion", "conditioning", "data", "lora")))
@@ -184,7 +192,10 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
     ctx.on_main(lambda: write_run_config(run_dir, cfg))  # the data and the config are checked: the run can start
     model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, conditioning, scale, cfg.data.resolution)
     torch.manual_seed(tc.seed)
-    model = LatentDiffusion(model_cfg)
+    # fine-tuning: a CLIP text encoder's weights come from the source (copy_init_weights), so it is made empty
+    clip_from_source = source is not None and uses_clip(conditioning)
+    model = LatentDiffusion(model_cfg, conditioner=build_conditioner(conditioning, empty_clip=True) if clip_from_source
+                            else None)
     if source is not None:
         copy_init_weights(model, source)
     else:

@@ -6,6 +6,7 @@ nothing is downloaded.
 """
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,6 +51,26 @@ def test_an_empty_clip_conditioner_filled_by_a_loader_encodes_as_the_read_one(cl
     prompts = ["a red apple", "a cat"]
     torch.testing.assert_close(empty(prompts)["context"], reference(clip_folder, prompts), rtol=0, atol=0)
     assert not any(p.requires_grad for p in empty.parameters())
+
+
+def test_a_clip_folder_without_weights_is_refused_for_training(clip_folder, tmp_path):
+    from ldmkit.config import load_config
+    from ldmkit.errors import ConfigError
+    from ldmkit.training.ldm import LDMRunConfig, train_ldm
+
+    bare = tmp_path / "clip-config-only"
+    shutil.copytree(clip_folder, bare)
+    (bare / "model.safetensors").unlink()
+    text = TextConfig(encoder="clip", embed_dim=32, weights_path=str(bare))
+    with pytest.raises(ConfigError, match="holds no CLIP weights"):
+        build_conditioner(ConditioningConfig(kind="text", text=text))
+    assert build_conditioner(ConditioningConfig(kind="text", text=text), empty_clip=True)  # a loader fills it
+    cfg = load_config(LDMRunConfig, Path(__file__).parents[2] / "configs/ldm/text-emoji64.yaml", [
+        "first_stage=identity", "conditioning.text.encoder=clip", f"conditioning.text.weights_path={bare}",
+        "conditioning.text.embed_dim=32", "unet.context_dim=32", "train.device=cpu"])
+    with pytest.raises(ConfigError, match="holds no CLIP weights"):
+        train_ldm(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
 def test_stable_diffusion_layout_loads_with_a_local_clip_folder(clip_folder, tmp_path):
