@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.sd_cpu import SD, SD_DIFFUSION  # noqa: E402
-from ldmkit.conditioning import ConditioningConfig  # noqa: E402
+from ldmkit.conditioning import ConditioningConfig, build_conditioner  # noqa: E402
 from ldmkit.conditioning.sections import TextConfig  # noqa: E402
 from ldmkit.pipeline import LatentDiffusion, LDMConfig  # noqa: E402
 from ldmkit.unet import UNET_PRESETS  # noqa: E402
@@ -88,6 +88,17 @@ def clip_folder(out: Path) -> Path:
     return out
 
 
+def random_sd(cfg: LDMConfig) -> LatentDiffusion:
+    """The SD-size model with random weights, its CLIP text encoder included (its folder holds no weights to
+    read: training refuses that, so it is made empty here and filled with N(0, 0.02²), as CLIP initialises)."""
+    torch.manual_seed(0)
+    conditioner = build_conditioner(cfg.conditioning, empty_clip=True)
+    with torch.no_grad():
+        for tensor in conditioner.parameters():
+            tensor.normal_(0.0, 0.02)
+    return LatentDiffusion(cfg, conditioner=conditioner)
+
+
 def write_diffusers(folder: Path) -> None:
     """The SD-size pipeline folder, random weights (float32)."""
     from ldmkit.interop.diffusers_folders import save_diffusers_folder
@@ -98,8 +109,7 @@ def write_diffusers(folder: Path) -> None:
         cfg = LDMConfig(SD["ae"], UNET_PRESETS[SD["unet"]], SD_DIFFUSION,
                         ConditioningConfig(kind="text", drop_prob=0.0, trainable=False, text=text),
                         scale_factor=0.18215, image_size=SD["side"])
-        torch.manual_seed(0)
-        save_diffusers_folder(LatentDiffusion(cfg), folder)
+        save_diffusers_folder(random_sd(cfg), folder)
 
 
 def write_compvis(folder: Path) -> None:
@@ -112,8 +122,7 @@ def write_compvis(folder: Path) -> None:
 
     clip = clip_folder(folder / CLIP)
     (folder / YAML).write_text(yaml.safe_dump(V1_INFERENCE))
-    torch.manual_seed(0)
-    state = to_compvis(LatentDiffusion(translate(V1_INFERENCE, str(clip.resolve())).config))
+    state = to_compvis(random_sd(translate(V1_INFERENCE, str(clip.resolve())).config))
     state.setdefault("cond_stage_model.transformer.text_model.embeddings.position_ids", torch.arange(77)[None])
     save_file(state, str(folder / CHECKPOINT), metadata={"format": "pt"})
 
