@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ldmkit.errors import CheckpointError
-from ldmkit.state_dicts import unreadable_file
+from ldmkit.state_dicts import safetensors_metadata, unreadable_file
 
 FORMAT_VERSION = "1"
 MODEL_FILE = "model.safetensors"
@@ -112,11 +112,7 @@ def load_model_file(path: str | Path, kind: str | None = None) -> tuple[dict[str
 def read_model_config(path: str | Path, kind: str | None = None) -> tuple[Path, dict, dict]:
     """(the model file, its config, its metadata) of an ldmkit model file, checking its kind; no tensor is read."""
     path = resolve_model_file(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise unreadable_file(path, err) from err
+    metadata = safetensors_metadata(path)
     if "ldmkit.kind" not in metadata:
         raise CheckpointError(
             f"{path} has no ldmkit metadata: it was not written by ldmkit. "

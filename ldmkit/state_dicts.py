@@ -29,6 +29,15 @@ def unreadable_file(path: Path, err: Exception, fix: str = "re-save or re-downlo
     return CheckpointError(f"{path} is not a readable safetensors file ({err}); {fix}")
 
 
+def safetensors_metadata(path: Path, fix: str = "re-save or re-download it") -> dict[str, str]:
+    """A safetensors file's metadata, from its header alone; the unreadable_file line when it cannot be opened."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise unreadable_file(path, err, fix) from err
+
+
 def mismatch_report(missing: list[str], unexpected: list[str], wrong: list[str]) -> str:
     """'missing a, b; unexpected c; wrong shape d' (five names of each at most), '' when all match."""
     parts = []

@@ -34,3 +34,13 @@ def test_sources_rename_and_join_tensors_of_several_files_into_the_modules_dtype
     with pytest.raises(CheckpointError, match=r"^the dict does not fit this config \(missing shift \(for bias\); "
                                               r"unexpected spare\)$"):
         state_dicts.converted_state_dict(sources, {"a": a, "b": b, "spare": bias}, "the dict")
+
+
+def test_safetensors_metadata_reads_the_header_and_names_an_unreadable_file(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "a.safetensors", metadata={"ldmkit.kind": "ldm"})
+    assert state_dicts.safetensors_metadata(tmp_path / "a.safetensors") == {"ldmkit.kind": "ldm"}
+    (tmp_path / "b.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match=r"b.safetensors is not a readable safetensors file .*; give another"):
+        state_dicts.safetensors_metadata(tmp_path / "b.safetensors", fix="give another")

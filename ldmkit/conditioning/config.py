@@ -73,6 +73,11 @@ class ConditioningConfig:
         return None if self.kind == "none" else getattr(self, "class_label" if self.kind == "class" else self.kind)
 
     @property
+    def uses_clip(self) -> bool:
+        """Whether the text is read by a frozen CLIP text encoder, from a folder of its own."""
+        return self.kind == "text" and self.text.encoder == "clip"
+
+    @property
     def kinds(self) -> tuple[str, ...]:
         """The kinds of condition the model reads: (), (kind,), or (kind, hybrid)."""
         return tuple(k for k in (self.kind, self.hybrid) if k != "none")

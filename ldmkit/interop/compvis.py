@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 
 from ldmkit.checkpoint import MODEL_FILE, save_model_file
 from ldmkit.config import read_yaml, unreadable_yaml
@@ -36,7 +36,7 @@ from ldmkit.state_dicts import (
     load_exact,
     load_exact_from_files,
     read_headers,
-    unreadable_file,
+    safetensors_metadata,
 )
 
 WEIGHT_SUFFIXES = (".ckpt", ".safetensors", ".pt", ".pth")
@@ -117,11 +117,7 @@ def convert_compvis(checkpoint: str | Path, config: str | Path, out: str | Path,
 
 
 def has_ldmkit_metadata(path: Path) -> bool:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return "ldmkit.kind" in (f.metadata() or {})
-    except (SafetensorError, OSError) as err:  # nothing can load it, ldmkit's or CompVis' loader alike
-        raise unreadable_file(path, err) from err
+    return "ldmkit.kind" in safetensors_metadata(path)  # (unreadable: nothing can load it, ldmkit's or CompVis')
 
 
 def _only(paths: list[Path], what: str, folder: Path) -> Path | None:

@@ -123,8 +123,7 @@ def _unet_settings(cfg) -> dict:
 def _clip_text(cfg: LDMConfig) -> tuple | None:
     """What a CLIP text conditioning takes from the folder's text_encoder/ and tokenizer/ (None: no CLIP)."""
     cond = cfg.conditioning
-    clip = cond.kind == "text" and cond.text.encoder == "clip"
-    return (cond.text.embed_dim, cond.text.max_tokens, cond.hybrid) if clip else None
+    return (cond.text.embed_dim, cond.text.max_tokens, cond.hybrid) if cond.uses_clip else None
 
 
 def _check_saved(path: Path, saved: LDMConfig, read: LDMConfig) -> None:

@@ -49,7 +49,7 @@ def pipeline_class(cfg: LDMConfig) -> str:
     if (cond.kind == "low_res" and latent and cfg.scale_factor == 1.0
             and cond == super_resolution(cfg.first_stage, cond)):
         return "LDMSuperResolutionPipeline"
-    if cond.kind == "text" and cond.text.encoder == "clip":
+    if cond.uses_clip:
         if cond.hybrid == "none" and cfg.first_stage.kind == "kl":
             return "StableDiffusionPipeline"
         if cond.hybrid != "none":

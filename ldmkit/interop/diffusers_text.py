@@ -114,7 +114,7 @@ def make_text_portable(model, out: Path) -> dict[str, str]:
     that says so (checkpoint.RELATIVE_PATHS). The written folder then needs nothing outside it and may
     be moved whole. Other models: nothing changes, {} is returned."""
     cond = model.config.conditioning
-    if cond.kind != "text" or cond.text.encoder != "clip":
+    if not cond.uses_clip:
         return {}
     text = cond.text
     (out / "text_encoder").mkdir(parents=True, exist_ok=True)

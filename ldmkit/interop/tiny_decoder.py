@@ -21,7 +21,7 @@ from ldmkit.config import to_dict
 from ldmkit.errors import CheckpointError, DataError
 from ldmkit.interop.diffusers_models import CONFIG, read_model_folder
 from ldmkit.interop.tensor_files import read_state_dict, weight_files
-from ldmkit.state_dicts import load_exact, unreadable_file
+from ldmkit.state_dicts import load_exact, safetensors_metadata
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".bin")
 WHAT = ("give a diffusers AutoencoderTiny folder (e.g. madebyollin/taesd), TAESD's taesd_decoder.safetensors, "
@@ -90,13 +90,7 @@ def save_tiny_decoder(decoder: TinyDecoder, path: str | Path) -> None:
 def _is_ldmkit_file(path: Path) -> bool:
     if path.suffix != ".safetensors":
         return False
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return "ldmkit.kind" in (f.metadata() or {})
-    except (SafetensorError, OSError) as err:
-        raise unreadable_file(path, err, WHAT) from err
+    return "ldmkit.kind" in safetensors_metadata(path, WHAT)
 
 
 def _taesd_names(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from ldmkit.config import from_dict, to_dict
 from ldmkit.errors import CheckpointError, ConfigError
 from ldmkit.pipeline.model import LatentDiffusion, LDMConfig
-from ldmkit.state_dicts import load_exact
+from ldmkit.state_dicts import load_exact, safetensors_metadata
 
 IDENTITY = "identity"  # the first stage of pixel-space models
 MODEL_SECTIONS = ("unet", "diffusion", "conditioning")  # taken from MODEL
@@ -56,9 +55,8 @@ def load_init_model(init: InitConfig) -> LatentDiffusion:
 def model_kind(path) -> str | None:
     """The `ldmkit.kind` of a model file, from its metadata alone (None when unreadable: the loader says why)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("ldmkit.kind")
-    except (SafetensorError, OSError):
+        return safetensors_metadata(path).get("ldmkit.kind")
+    except CheckpointError:
         return None
 
 

@@ -106,11 +106,6 @@ class LDMRunConfig:
                               f"({self.diffusion.timesteps}), got {self.sample_steps}; use fewer (50 is plenty)")
 
 
-def uses_clip(cond: ConditioningConfig) -> bool:
-    """Whether the conditioning reads text with a frozen CLIP text encoder."""
-    return "text" in cond.kinds and cond.text.encoder == "clip"
-
-
 def train_ldm(cfg: LDMRunConfig, run_dir: str | Path, resume: bool = False, given: set[str] | None = None,
               source: LatentDiffusion | None = None) -> Path:
     """Train (or resume) an LDM into `run_dir`; returns the final checkpoint folder (rank 0).
@@ -170,7 +165,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
         cfg = resolve_init_config(cfg, source.config, changed_keys(cfg, LDMRunConfig()) if given is None else given)
     if cfg.lora.enabled:
         lora_targets(source, cfg.lora)  # a clear error for targets the model lacks, before anything is written
-    if source is None and uses_clip(cfg.conditioning):
+    if source is None and cfg.conditioning.uses_clip:
         check_clip_weights(cfg.conditioning.text)  # (ditto: a frozen CLIP from scratch must be pretrained)
     first_stage = source.first_stage if source is not None else load_first_stage(cfg.first_stage)  # (ditto)
     prepared = ctx.on_main(lambda: prepare_run(run_dir, cfg, resume, comparable=(
@@ -193,7 +188,7 @@ def _train(cfg: LDMRunConfig, run_dir: Path, resume: bool, ctx, given: set[str] 
     model_cfg = LDMConfig(first_stage.config, cfg.unet, cfg.diffusion, conditioning, scale, cfg.data.resolution)
     torch.manual_seed(tc.seed)
     # fine-tuning: a CLIP text encoder's weights come from the source (copy_init_weights), so it is made empty
-    clip_from_source = source is not None and uses_clip(conditioning)
+    clip_from_source = source is not None and conditioning.uses_clip
     model = LatentDiffusion(model_cfg, conditioner=build_conditioner(conditioning, empty_clip=True) if clip_from_source
                             else None)
     if source is not None:
